@@ -1,0 +1,47 @@
+# Two commands from a fresh clone: `make chat` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: chat test bot check eval bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(STAMP)
+
+chat: $(STAMP)
+	@$(BIN)/massage-bot chat
+
+bot: $(STAMP)
+	$(BIN)/massage-bot run
+
+check: $(STAMP)
+	$(BIN)/massage-bot check
+
+eval: $(STAMP)
+	$(BIN)/massage-bot eval ../shared/eval/questions-dev.yaml
+
+test: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/massage-bot check
+	$(BIN)/python -m pytest -q
+
+bench: $(TEST_STAMP)
+	$(BIN)/python bench/bench_matcher.py
+	$(BIN)/python bench/bench_telegram.py
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

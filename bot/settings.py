@@ -1,0 +1,130 @@
+"""Settings from the environment and an optional `.env` file (the environment wins)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_BASE_URL = "https://api.telegram.org/bot"
+DEFAULT_BASE_FILE_URL = "https://api.telegram.org/file/bot"
+# Telegram tokens look like 123456789:AAE...; the secret part is 30+ URL-safe characters.
+TOKEN_PATTERN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PACKAGE_KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is one line for the user."""
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "massage-bot"
+
+
+@dataclass(frozen=True)
+class Settings:
+    token: str
+    base_url: str
+    base_file_url: str
+    data_dir: Path
+    knowledge_dir: Path
+    log_level: str
+    admin_ids: frozenset[int]
+    webhook_url: str
+    webhook_secret: str
+    webhook_listen: str
+    webhook_port: int
+    webhook_path: str
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "massage-bot.sqlite3"
+
+    @property
+    def uses_webhook(self) -> bool:
+        return bool(self.webhook_url)
+
+    def require_token(self) -> str:
+        """The token, checked for shape; SettingsError never repeats the token itself."""
+        if not self.token:
+            raise SettingsError(
+                "TELEGRAM_BOT_TOKEN is not set: put it in the environment or in .env "
+                "(see .env.example); `massage-bot chat` needs no token."
+            )
+        if not TOKEN_PATTERN.match(self.token):
+            raise SettingsError(
+                "TELEGRAM_BOT_TOKEN is malformed: expected digits, a colon and the secret "
+                "part, as @BotFather gives it."
+            )
+        return self.token
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines, comments and `export ` prefixes allowed; quotes stripped."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.removeprefix("export ").split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be a whole number, not {raw!r}") from None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+) -> Settings:
+    env: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
+    env.update(os.environ if environ is None else environ)
+
+    level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    admin_ids: set[int] = set()
+    for part in env.get("ADMIN_IDS", "").replace(";", ",").split(","):
+        if part.strip():
+            try:
+                admin_ids.add(int(part))
+            except ValueError:
+                raise SettingsError(
+                    f"ADMIN_IDS must be Telegram user ids separated by commas, not {part!r}"
+                ) from None
+    webhook_url = env.get("WEBHOOK_URL", "").strip()
+    webhook_secret = env.get("WEBHOOK_SECRET", "").strip()
+    if webhook_url and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", webhook_secret):
+        raise SettingsError(
+            "WEBHOOK_SECRET must be set with WEBHOOK_URL: 1-256 characters of A-Z, a-z, 0-9, _ or -"
+        )
+    return Settings(
+        token=env.get("TELEGRAM_BOT_TOKEN", "").strip(),
+        base_url=env.get("TELEGRAM_BASE_URL", "").strip() or DEFAULT_BASE_URL,
+        base_file_url=env.get("TELEGRAM_BASE_FILE_URL", "").strip() or DEFAULT_BASE_FILE_URL,
+        data_dir=Path(env.get("DATA_DIR", "").strip() or default_data_dir(env)).expanduser(),
+        knowledge_dir=Path(env.get("KNOWLEDGE_DIR", "").strip() or PACKAGE_KNOWLEDGE_DIR),
+        log_level=level,
+        admin_ids=frozenset(admin_ids),
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        webhook_listen=env.get("WEBHOOK_LISTEN", "").strip() or "127.0.0.1",
+        webhook_port=_int(env, "WEBHOOK_PORT", 8443),
+        webhook_path=env.get("WEBHOOK_PATH", "").strip().strip("/") or "telegram",
+    )
