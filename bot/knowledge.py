@@ -174,6 +174,14 @@ class _Collector:
         self.problems.append(Problem(file, line, name, message))
 
 
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
 def _line_of(node: Any, key: str | None = None, default: int = 1) -> int:
     if key is not None and isinstance(node, _Node):
         return node.key_lines.get(key, node.line)
@@ -190,7 +198,7 @@ def _text(
             out.add(file, node.line, name, "is missing")
         return ""
     if not isinstance(value, str):
-        out.add(file, _line_of(node, key), name, f"must be a string, not {type(value).__name__}")
+        out.add(file, _line_of(node, key), name, f"must be a string, not {_type_name(value)}")
         return ""
     if required and not value.strip():
         out.add(file, _line_of(node, key), name, "is empty")

@@ -1,0 +1,236 @@
+"""The loader and validator: each kind of problem on its own small fixture, and the real KB."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+from bot.knowledge import (
+    REQUIRED_SESSION_IDS,
+    REQUIRED_TOPIC_IDS,
+    KnowledgeError,
+    check_knowledge,
+    load_knowledge,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACT = ROOT.parent / "shared" / "kb-contract.md"
+
+VALID_TOPIC = """\
+  - id: {id}
+    kind: technique
+    title: Kneading
+    aliases: [petrissage]
+    questions: [how do i knead]
+    answer: Squeeze and roll the muscles.
+    related: []
+"""
+
+
+def write_kb(tmp_path: Path, **files: str) -> Path:
+    directory = tmp_path / "knowledge"
+    directory.mkdir()
+    for name, text in files.items():
+        (directory / f"{name}.yaml").write_text(dedent(text), encoding="utf-8")
+    return directory
+
+
+def problems_of(directory: Path) -> list[str]:
+    knowledge, problems = check_knowledge(directory, require_contract=False)
+    assert knowledge is None, "an invalid knowledge base must not load"
+    return [str(problem) for problem in problems]
+
+
+def test_valid_fixture_loads(tmp_path: Path) -> None:
+    directory = write_kb(tmp_path, topics="topics:\n" + VALID_TOPIC.format(id="kneading"))
+    knowledge = load_knowledge(directory, require_contract=False)
+    assert knowledge.topics["kneading"].aliases == ("petrissage",)
+    assert knowledge.summary() == "1 topics, 0 sessions, 1 aliases, 1 questions"
+
+
+def test_duplicate_ids_across_files_name_both_places(tmp_path: Path) -> None:
+    directory = write_kb(
+        tmp_path,
+        a="topics:\n" + VALID_TOPIC.format(id="kneading"),
+        b="topics:\n" + VALID_TOPIC.format(id="kneading"),
+    )
+    [problem] = problems_of(directory)
+    assert problem.startswith("knowledge/b.yaml:2: topic kneading.id: duplicate id")
+    assert "knowledge/a.yaml:2" in problem
+
+
+def test_unknown_related_id_names_file_line_and_field(tmp_path: Path) -> None:
+    text = "topics:\n" + VALID_TOPIC.format(id="kneading").replace(
+        "related: []", "related:\n      - tapping"
+    )
+    [problem] = problems_of(write_kb(tmp_path, topics=text))
+    assert problem == (
+        "knowledge/topics.yaml:9: topic kneading.related[0]: unknown topic id 'tapping'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("    answer: Squeeze and roll the muscles.\n", ""), "topic kneading.answer: is missing"),
+        (("answer: Squeeze and roll the muscles.", "answer: '  '"), "topic kneading.answer: is empty"),
+        (("aliases: [petrissage]", "aliases: petrissage"), "topic kneading.aliases: must be a list"),
+        (("title: Kneading", "title: [a, b]"), "topic kneading.title: must be a string, not a list"),
+        (("kind: technique", "kind: recipe"), "topic kneading.kind: unknown kind 'recipe'"),
+        (("id: kneading", "id: Kneading_Strokes"), "is not kebab-case"),
+        (("questions: [how do i knead]", "questions: ['']"), "questions[0]: must be a non-empty"),
+    ],
+)
+def test_each_topic_field_problem(tmp_path: Path, edit: tuple[str, str], expected: str) -> None:
+    text = "topics:\n" + VALID_TOPIC.format(id="kneading").replace(*edit)
+    problems = problems_of(write_kb(tmp_path, topics=text))
+    assert any(expected in p for p in problems), problems
+    assert all(re.match(r"knowledge/topics\.yaml:\d+: ", p) for p in problems)
+
+
+def test_all_problems_are_collected_not_just_the_first(tmp_path: Path) -> None:
+    text = "topics:\n" + VALID_TOPIC.format(id="kneading").replace(
+        "kind: technique", "kind: recipe"
+    ).replace("title: Kneading", "title: ''")
+    problems = problems_of(write_kb(tmp_path, topics=text))
+    assert len(problems) == 2
+
+
+SESSION = """\
+sessions:
+  - id: quick
+    title: Quick
+    summary: Ten minutes.
+    steps:
+      - title: Warm up
+        text: Stroke gently.
+        seconds: {seconds}
+"""
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        ("-5", "knowledge/sessions.yaml:8: session quick.steps[0].seconds: must be positive"),
+        ("99999", "knowledge/sessions.yaml:8: session quick.steps[0].seconds: 99999 s is absurd"),
+        ("'3 min'", "knowledge/sessions.yaml:8: session quick.steps[0].seconds: must be a whole"),
+    ],
+)
+def test_bad_step_durations(tmp_path: Path, seconds: str, expected: str) -> None:
+    problems = problems_of(write_kb(tmp_path, sessions=SESSION.format(seconds=seconds)))
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_step_without_text(tmp_path: Path) -> None:
+    text = SESSION.format(seconds=60).replace("        text: Stroke gently.\n", "")
+    [problem] = problems_of(write_kb(tmp_path, sessions=text))
+    assert problem == "knowledge/sessions.yaml:6: session quick.steps[0].text: is missing"
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    directory = write_kb(tmp_path, broken="topics:\n  - id: a\n    title: [unclosed\n")
+    [problem] = problems_of(directory)
+    assert problem.startswith("knowledge/broken.yaml:")
+    assert "YAML syntax error" in problem
+
+
+def test_arbitrary_python_objects_are_refused(tmp_path: Path) -> None:
+    directory = write_kb(tmp_path, evil="topics: !!python/object/apply:os.system ['true']\n")
+    [problem] = problems_of(directory)
+    assert "YAML syntax error" in problem
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    directory = write_kb(tmp_path, t="topic:\n" + VALID_TOPIC.format(id="kneading"))
+    [problem] = problems_of(directory)
+    assert problem.startswith("knowledge/t.yaml:1: topic: unknown top-level key")
+
+
+def test_missing_contract_ids_are_reported(tmp_path: Path) -> None:
+    directory = write_kb(tmp_path, topics="topics:\n" + VALID_TOPIC.format(id="kneading"))
+    knowledge, problems = check_knowledge(directory)
+    assert knowledge is None
+    text = "\n".join(map(str, problems))
+    assert "required topic 'petrissage' is missing" in text
+    assert "required session 'bedside-back-rub' is missing" in text
+
+
+def test_load_raises_with_every_problem(tmp_path: Path) -> None:
+    directory = write_kb(tmp_path, t="topics:\n  - id: x\n")
+    with pytest.raises(KnowledgeError) as raised:
+        load_knowledge(directory, require_contract=False)
+    assert len(raised.value.problems) >= 5  # kind, title, aliases, questions, answer, related
+
+
+# --- the real knowledge base ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_kb():  # type: ignore[no-untyped-def]
+    return load_knowledge(ROOT / "knowledge")
+
+
+def test_real_knowledge_base_meets_the_contract(real_kb) -> None:  # type: ignore[no-untyped-def]
+    for topic_id in REQUIRED_TOPIC_IDS:
+        assert topic_id in real_kb.topics
+    for session_id in REQUIRED_SESSION_IDS:
+        assert real_kb.sessions[session_id].steps
+
+
+def test_contract_ids_match_the_shared_contract() -> None:
+    """The ids the loader requires are the ones shared/kb-contract.md lists."""
+    if not CONTRACT.is_file():
+        pytest.fail(f"{CONTRACT} is missing: the contract must sit beside the checkout")
+    text = CONTRACT.read_text(encoding="utf-8")
+    listed = set(re.findall(r"`([a-z]+(?:-[a-z]+)*)`", text))
+    for topic_id in REQUIRED_TOPIC_IDS + REQUIRED_SESSION_IDS:
+        assert topic_id in listed
+
+
+def test_sessions_have_the_promised_lengths(real_kb) -> None:  # type: ignore[no-untyped-def]
+    full = real_kb.sessions["full-back"].total_seconds / 60
+    quick = real_kb.sessions["quick-back"].total_seconds / 60
+    assert 15 <= full <= 30
+    assert 7 <= quick <= 13
+
+
+def test_answers_are_plain_text_for_a_chat_screen(real_kb) -> None:  # type: ignore[no-untyped-def]
+    for topic in real_kb.topics.values():
+        assert not re.search(r"<[a-z/]|\*\*|__", topic.answer), topic.id
+        assert len(topic.answer.split()) <= 220, topic.id
+
+
+def test_safety_facts_are_present(real_kb) -> None:  # type: ignore[no-untyped-def]
+    contraindications = real_kb.topics["contraindications"].answer.lower()
+    for word in ("fever", "rash", "wound", "burn", "surgery", "clot", "thinner",
+                 "osteoporosis", "cancer", "pregnan", "numb", "tingl"):
+        assert word in contraindications, word
+    bedsores = real_kb.topics["bedsore-prevention"].answer.lower()
+    assert "reposition" in bedsores or "turn" in bedsores
+    assert "red" in bedsores
+    tapping = real_kb.topics["tapotement"].answer.lower()
+    assert "spine" in tapping and "kidney" in tapping
+    assert real_kb.safety_check
+
+
+def test_check_command_summary_and_failure(tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check", str(ROOT / "knowledge")],
+        capture_output=True, text=True, check=False,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert re.search(r"OK: \d+ topics, 3 sessions, \d+ aliases, \d+ questions", ok.stdout)
+
+    broken = write_kb(tmp_path, t="topics:\n  - id: x\n    kind: recipe\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check", str(broken)],
+        capture_output=True, text=True, check=False,
+    )
+    assert bad.returncode == 1
+    assert "knowledge/t.yaml:3: topic x.kind: unknown kind 'recipe'" in bad.stdout
+    assert "Traceback" not in bad.stdout + bad.stderr
