@@ -1,0 +1,177 @@
+"""Matcher behaviour by style of message, on a small fixture knowledge base and the real one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.knowledge import KnowledgeBase, Topic, load_knowledge
+from bot.matcher import MAX_CANDIDATES, Match, Matcher, raw_words, stem
+
+FIXTURES = Path(__file__).parent / "fixtures" / "matcher"
+
+
+@pytest.fixture(scope="module")
+def small() -> Matcher:
+    return Matcher(load_knowledge(FIXTURES / "small", require_contract=False))
+
+
+def assert_invariants(match: Match) -> None:
+    assert match.decision in ("answer", "clarify", "fallback")
+    assert (match.topic is not None) == (match.decision == "answer")
+    assert len(match.candidates) <= MAX_CANDIDATES
+    scores = [c.score for c in match.candidates]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= score <= 100.0 for score in scores)
+    assert len({c.topic for c in match.candidates}) == len(match.candidates)
+    if match.decision == "answer":
+        assert match.candidates[0].topic == match.topic
+    if match.decision == "clarify":
+        assert match.candidates
+
+
+def answered(matcher: Matcher, text: str) -> str | None:
+    match = matcher.match(text)
+    assert_invariants(match)
+    return match.topic
+
+
+# -- text handling ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("kneading", "knead"), ("sores", "sore"), ("massaging", "massage"), ("rubbing", "rub"),
+     ("lying", "lie"), ("bodies", "body"), ("strokes", "stroke"), ("pillows", "pillow")],
+)  # fmt: skip
+def test_stem_meets_word_forms(a: str, b: str) -> None:
+    assert stem(a) == stem(b)
+
+
+def test_stem_leaves_short_and_double_s_words() -> None:
+    assert stem("oil") == "oil"
+    assert stem("press") == "press"
+
+
+def test_raw_words_folds_case_accents_and_apostrophes() -> None:
+    assert raw_words("What's EFFLEURAGE? Pétrissage, can't") == [
+        "whats", "effleurage", "petrissage", "cant",
+    ]  # fmt: skip
+
+
+# -- styles on the fixture knowledge base ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [
+        ("how do i do petrisage", "petrissage"),
+        ("efleurage", "effleurage"),
+        ("tapotment", "tapotement"),
+        ("wich oil shud i use", "oil-and-lotion"),
+    ],
+)
+def test_typos_are_corrected_against_the_knowledge_base(
+    small: Matcher, text: str, topic: str
+) -> None:
+    assert answered(small, text) == topic
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [
+        ("kneading", "petrissage"),
+        ("how do i do the kneading", "petrissage"),
+        ("percussion", "tapotement"),
+        ("the tapping one with fists", "tapotement"),
+        ("my dad cant lie on his tummy", "side-lying"),
+    ],
+)
+def test_aliases_and_descriptions(small: Matcher, text: str, topic: str) -> None:
+    assert answered(small, text) == topic
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [("towels", "towels-and-washing"), ("lotion", "oil-and-lotion"), ("petrissage", "petrissage")],
+)
+def test_single_keyword(small: Matcher, text: str, topic: str) -> None:
+    assert answered(small, text) == topic
+
+
+def test_rambling_message_with_context(small: Matcher) -> None:
+    text = (
+        "so my husband has had a really long week at work and his shoulders are like rocks, "
+        "he asked me for a massage tonight and i have never done one before. i watched a video "
+        "and they were lifting and squeezing the muscle, kneading it kind of. how do i knead "
+        "his shoulders without hurting him?"
+    )
+    assert answered(small, text) == "petrissage"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["car oil", "how do i knead bread dough", "best sleeping pillow", "tell me a joke",
+     "what is the capital of france", "how often should i change my car oil"],
+)  # fmt: skip
+def test_out_of_scope_near_misses_are_not_answered(small: Matcher, text: str) -> None:
+    assert small.match(text).decision != "answer"
+
+
+def test_two_equally_plausible_topics_ask_back(small: Matcher) -> None:
+    match = small.match("stones")
+    assert_invariants(match)
+    assert match.decision == "clarify"
+    assert {c.topic for c in match.candidates[:2]} == {"hot-stones", "cold-stones"}
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t", "🙂🙂🙂", "???", "a the of"])
+def test_empty_or_contentless_input_falls_back(small: Matcher, text: str) -> None:
+    assert small.match(text) == Match("fallback", None, ())
+
+
+def test_very_long_input_is_capped_and_still_matched(small: Matcher) -> None:
+    text = "how do i do petrissage " + "blah " * 2000
+    assert len(text) > 4000
+    match = small.match(text)
+    assert_invariants(match)
+    assert match.decision != "answer" or match.topic == "petrissage"
+    assert small.match("x" * 4000).decision == "fallback"
+
+
+def test_search_ranks_topics_and_completes_a_half_typed_word(small: Matcher) -> None:
+    assert small.search("petri")[0].topic == "petrissage"
+    results = small.search("oil", limit=2)
+    assert results[0].topic == "oil-and-lotion"
+    assert len(results) <= 2
+    assert small.search("") == []
+    assert small.search("car oil", limit=0) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_match_invariants_hold_for_any_text(text: str) -> None:
+    matcher = Matcher(load_knowledge(FIXTURES / "small", require_contract=False))
+    assert_invariants(matcher.match(text))
+    found = matcher.search(text, limit=3)
+    assert len(found) <= 3
+    assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
+
+
+def test_empty_knowledge_base_always_falls_back() -> None:
+    matcher = Matcher(KnowledgeBase(topics={}, sessions={}))
+    assert matcher.match("how do i do petrissage") == Match("fallback", None, ())
+    assert matcher.search("petrissage") == []
+
+
+def test_out_of_scope_phrasing_vetoes_even_an_exact_topic_word() -> None:
+    topic = Topic(
+        id="oil", kind="equipment", title="Oil", aliases=("massage oil",),
+        questions=("which oil",), answer="Use sunflower oil.", related=(),
+    )  # fmt: skip
+    matcher = Matcher(KnowledgeBase({"oil": topic}, {}, out_of_scope=("engine oil",)))
+    assert matcher.match("which oil").topic == "oil"
+    assert matcher.match("which engine oil").decision == "fallback"
