@@ -27,6 +27,7 @@ How a message is scored (every index is built once, in the constructor):
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import math
 import re
@@ -46,7 +47,12 @@ Decision = Literal["answer", "clarify", "fallback"]
 MAX_CHARS = 4000
 MAX_WORDS = 160
 MAX_CORRECTIONS = 24
+# Longer "words" are keyboard mashing or pasted codes: not worth a fuzzy look-up.
+MAX_WORD_LENGTH = 30
 MAX_CANDIDATES = 3
+# An out-of-scope phrasing counts as said when its words come within this many extra content
+# words of each other. None: "lie face down for the massage" does not say "face massage".
+PHRASE_SLACK = 0
 # A half-typed word in search expands to at most this many knowledge-base words.
 MAX_COMPLETIONS = 12
 
@@ -55,6 +61,10 @@ TITLE_WEIGHT = 1.0
 ALIAS_WEIGHT = 1.0
 QUESTION_WEIGHT = 0.8
 ANSWER_WEIGHT = 0.3
+# A term's evidence grows from CENTRAL_BASE of its field weight, when one phrasing of the
+# topic uses it, to all of it when CENTRAL_USES or more phrasings do.
+CENTRAL_BASE = 0.6
+CENTRAL_USES = 3
 # A corrected word is a guess; it counts a little less than a word typed right.
 CORRECTED_FACTOR = 0.85
 # Words the knowledge base never uses dilute coverage, but only partly: a long message has
@@ -67,6 +77,9 @@ SATURATION_WORDS = 3.0
 COVERAGE_SHARE = 0.5
 PHRASING_SHARE = 0.5
 
+# Evidence from a title, alias or example question, not just answer text.
+STRONG_EVIDENCE = CENTRAL_BASE * QUESTION_WEIGHT
+
 # Decision thresholds on the 0..100 score.
 ANSWER_MIN = 45.0
 ANSWER_MARGIN = 8.0
@@ -76,6 +89,13 @@ CLARIFY_SPREAD = 20.0
 SEARCH_MIN = 5.0
 # How many topics from the cheap coverage pass get the per-phrasing comparison.
 RERANK_POOL = 24
+# A term used by more entries than this only adds to the PRUNE_KEEP best entries found so
+# far and to its own PRUNE_KEEP strongest entries (only knowledge bases of thousands of
+# topics have such terms).
+PRUNE_POSTINGS = 500
+PRUNE_KEEP = 256
+# At most this many of a message's words are scored, the rarest ones.
+MAX_SCORED_TERMS = 32
 
 # Function words and chat filler: they carry no topic. Negations and words like "long",
 # "often", "hard", "need", "after" stay, because they decide between topics.
@@ -90,9 +110,10 @@ _STOP_WORDS_TEXT = """
     kind sort thing things stuff bit lot lots like get gets got getting go going gonna gotta
     wanna please thanks thank hi hello hey ok okay yes yeah yep no nope lol lmao haha tell
     know mean means meant say says said want wants think guess maybe actually basically
-    anyway well oh ah um uh hmm im ive id ill youre theyre whats hows wheres whos thats
-    theres lets someone somebody person people one ones
-    everything something anything nothing mom mum mother mama dad father papa wife husband
+    anyway well oh ah um uh hmm during while whilst every ever even still already always
+    usually else though although because since until till whether ago soon put im ive id
+    ill youre theyre whats hows wheres whos thats theres lets someone somebody person people
+    one ones everything something anything nothing mom mum mother mama dad father papa wife husband
     partner girlfriend boyfriend gf bf nan nana gran granny grandma grandmother grandpa grandad
     grandfather son daughter kid kids child children friend friends brother sister auntie
     aunt uncle fiance fiancee hubby wifey mate bro babe
@@ -143,8 +164,10 @@ class Match:
 
 def raw_words(text: str) -> list[str]:
     """Lower-case ASCII words of `text`, accents and apostrophes removed ("what's" -> "whats")."""
-    folded = unicodedata.normalize("NFKD", text[:MAX_CHARS].casefold())
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    folded = text[:MAX_CHARS].casefold()
+    if not folded.isascii():  # most text is plain ASCII; decomposing it is wasted work
+        folded = unicodedata.normalize("NFKD", folded)
+        folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
     return _WORD_PATTERN.findall(folded.translate(_APOSTROPHES))[:MAX_WORDS]
 
 
@@ -185,22 +208,18 @@ def _canonical(word: str) -> str:
     return word
 
 
-def content_terms(text: str) -> list[str]:
-    """Stemmed content words of a knowledge-base text, in order (no correction needed)."""
-    terms = []
-    for word in raw_words(text):
-        word = _canonical(word)
-        if word not in STOP_WORDS:
-            terms.append(stem(word))
-    return terms
-
-
 @dataclass(frozen=True)
 class _Term:
     term: str
     weight: float  # IDF of the term in the message
     factor: float  # 1.0 if typed as in the knowledge base, less if corrected
     known: bool
+
+
+@dataclass(frozen=True)
+class _Message:
+    terms: list[_Term]  # each term once
+    sequence: tuple[str, ...]  # the terms in message order, repeats kept
 
 
 @dataclass(frozen=True)
@@ -226,33 +245,67 @@ class Matcher:
             _weighted_texts(topic) for topic in knowledge.topics.values()
         ]
         texts.append([(QUESTION_WEIGHT, phrase) for phrase in knowledge.out_of_scope])
-        fields = [[(weight, content_terms(text)) for weight, text in entry] for entry in texts]
-        phrases = (frozenset(content_terms(phrase)) for phrase in knowledge.out_of_scope)
-        self._out_of_scope = [phrase for phrase in phrases if phrase]
+        # Surface word -> its term, or "" for a stop word: correcting "wich" to "which" must
+        # make it vanish, not match a topic word one letter away. Filled while the texts are
+        # read, it also saves stemming the same word over and over.
+        self._surface: dict[str, str] = dict.fromkeys(STOP_WORDS, "")
+        fields = [[(weight, self._terms_of(text)) for weight, text in entry] for entry in texts]
 
-        # evidence[i][term]: the strongest field of entry i that uses the term.
+        # evidence[i][term]: how strongly the term points at entry i. The strongest field
+        # that uses it sets the scale; a term used across many of the entry's phrasings is
+        # central to it ("oil" for oil-and-lotion), one used once is incidental (the "oil" in
+        # an effleurage alias).
         evidence: list[dict[str, float]] = []
+        document_frequency: dict[str, float] = {}
         for entry in fields:
             best: dict[str, float] = {}
+            uses: dict[str, int] = {}
             for weight, terms in entry:
-                for term in terms:
-                    if best.get(term, 0.0) < weight:
-                        best[term] = weight
-            evidence.append(best)
-        document_frequency: dict[str, int] = {}
-        for best in evidence:
-            for term in best:
-                document_frequency[term] = document_frequency.get(term, 0) + 1
+                for term in set(terms):
+                    best[term] = max(best.get(term, 0.0), weight)
+                    if weight > ANSWER_WEIGHT:
+                        uses[term] = uses.get(term, 0) + 1
+            evidence.append(
+                {
+                    term: weight * (CENTRAL_BASE + (1.0 - CENTRAL_BASE) * min(
+                        1.0, uses.get(term, 0) / CENTRAL_USES
+                    ))
+                    for term, weight in best.items()
+                }
+            )
+            # A word only in an entry's answer text makes it a fraction of a document: answers
+            # mention "hands" everywhere, which says little about which topic is meant.
+            for term, weight in best.items():
+                document_frequency[term] = document_frequency.get(term, 0.0) + weight
         entries = len(evidence)
         self._idf = {
             term: math.log(1.0 + entries / count) for term, count in document_frequency.items()
         }
         # A word no topic uses counts as rarer than any word a topic does use.
         self._unknown_idf = math.log(1.0 + entries / 0.5)
-        self._postings: dict[str, list[tuple[int, float]]] = {}
-        for index, best in enumerate(evidence):
-            for term, weight in best.items():
-                self._postings.setdefault(term, []).append((index, weight))
+        self._postings: dict[str, dict[int, float]] = {}
+        for index, weights in enumerate(evidence):
+            for term, weight in weights.items():
+                self._postings.setdefault(term, {})[index] = weight
+        # Out-of-scope phrasings that veto a message saying them. One word vetoes only if no
+        # topic uses it by name ("chiropractor"): "what time is it" leaves just "time", which
+        # plenty of in-scope questions say.
+        topic_words = {
+            term
+            for weights in evidence[:-1]
+            for term, weight in weights.items()
+            if weight >= STRONG_EVIDENCE
+        }
+        self._out_of_scope = [
+            phrase
+            for phrase in {frozenset(terms) for _weight, terms in fields[-1]}
+            if len(phrase) > 1 or (phrase and not phrase <= topic_words)
+        ]
+        self._champions = {
+            term: heapq.nlargest(PRUNE_KEEP, postings, key=postings.__getitem__)
+            for term, postings in self._postings.items()
+            if len(postings) > PRUNE_POSTINGS
+        }
         self._phrasings: list[list[_Phrasing]] = []
         for entry in fields:
             phrasings = []
@@ -262,36 +315,49 @@ class Matcher:
                     phrasings.append(_Phrasing(unique, sum(self._idf[t] for t in unique)))
             self._phrasings.append(phrasings)
 
-        # Surface word -> its term, or "" for a stop word: correcting "wich" to "which" must
-        # make it vanish, not match a topic word one letter away.
-        self._surface: dict[str, str] = dict.fromkeys(STOP_WORDS, "")
-        for entry in texts:
-            for _weight, text in entry:
-                for word in raw_words(text):
-                    word = _canonical(word)
-                    self._surface.setdefault(word, stem(word))
-        by_length: dict[int, list[str]] = {}
+        # Correction candidates by first letter and length: a typo keeps both, nearly.
+        self._by_start: dict[tuple[str, int], list[str]] = {}
         for word in self._surface:
-            by_length.setdefault(len(word), []).append(word)
-        self._by_length = by_length
+            self._by_start.setdefault((word[0], len(word)), []).append(word)
         # Sorted knowledge-base words, for completing a half-typed last word in search.
         self._sorted_words = sorted(word for word, term in self._surface.items() if term)
+
+    def _terms_of(self, text: str) -> list[str]:
+        """Content terms of a knowledge-base text, recording each word in the vocabulary."""
+        terms = []
+        for word in map(_canonical, raw_words(text)):
+            term = self._surface.get(word)
+            if term is None:
+                term = self._surface[word] = stem(word)
+            if term:
+                terms.append(term)
+        return terms
 
     # -- the message -------------------------------------------------------------------
 
     def _correct(self, word: str) -> str | None:
-        """The knowledge-base word `word` is most likely a typo of, or None."""
+        """The knowledge-base word `word` is most likely a typo of, or None.
+
+        A typo rarely hits the first letter, while a different word a letter or two away
+        often differs there ("dough" is not "rough", "enough" is not "dough"), so only words
+        with the same first letter are considered (and a swapped first pair, "ebnefits").
+        Two edits are accepted only in long words or where letters were left out ("strait",
+        "eflurage").
+        """
         length = len(word)
         if length < 4:
             return None  # too short to tell a typo from another word ("car", "bar")
+        swapped = word[1] + word[0] + word[2:]
+        if swapped in self._surface:
+            return swapped
         limit = 1 if length <= 5 else 2
         pool: list[str] = []
         for size in range(length - limit, length + limit + 1):
-            pool.extend(self._by_length.get(size, ()))
+            pool.extend(self._by_start.get((word[0], size), ()))
         found = process.extract(word, pool, scorer=OSA.distance, score_cutoff=limit, limit=8)
         best: tuple[int, int, str] | None = None
         for candidate, distance, _index in found:
-            if not self._plausible_typo(word, candidate, int(distance)):
+            if distance > 1 and length < 8 and len(candidate) <= length:
                 continue
             # Ties go to a knowledge-base word over a stop word, then alphabetically so the
             # choice does not depend on the order of the knowledge files.
@@ -300,26 +366,17 @@ class Matcher:
                 best = rank
         return None if best is None else best[2]
 
-    @staticmethod
-    def _plausible_typo(word: str, candidate: str, distance: int) -> bool:
-        """Whether `word` reads as a typo of `candidate` rather than as another real word.
-
-        A typo rarely hits the first letter, while a different word a letter or two away
-        often differs there ("dough" is not "rough", "enough" is not "dough"). Two edits are
-        accepted only in long words or where letters were left out ("strait", "eflurage").
-        """
-        if candidate[0] != word[0] and (len(word) <= 5 or distance > 1):
-            return False
-        return distance <= 1 or len(word) >= 8 or len(candidate) > len(word)
-
-    def _analyse(self, text: str) -> list[_Term]:
-        """The message's content terms, corrected, weighted and without repeats."""
+    def _analyse(self, text: str) -> _Message:
+        """The message's content terms, corrected and weighted, in order and without repeats."""
         terms: dict[str, _Term] = {}
+        sequence: list[str] = []
 
-        def add(term: str, factor: float) -> None:
+        def add(term: str, factor: float, known: bool = True) -> None:
+            sequence.append(term)
             old = terms.get(term)
             if old is None or old.factor < factor:
-                terms[term] = _Term(term, self._idf[term], factor, known=True)
+                weight = self._idf[term] if known else self._unknown_idf
+                terms[term] = _Term(term, weight, factor, known)
 
         corrections = 0
         previous = ""
@@ -327,36 +384,50 @@ class Matcher:
             if word in STOP_WORDS:
                 previous = ""
                 continue
-            term = self._surface.get(word)
-            if term is None and stem(word) in self._idf:
-                term = stem(word)
             joined = stem(previous + word) if previous else ""
             if joined in self._idf:  # "bed sores" where the knowledge base says "bedsores"
                 add(joined, 1.0)
             previous = word
-            if term:
-                if term in self._idf:
+            term = self._surface.get(word)
+            if term is None and stem(word) in self._idf:
+                term = stem(word)
+            if term is not None:
+                if term:  # "" is a stop word only the knowledge base spells this way
                     add(term, 1.0)
                 continue
-            if term == "":
-                continue
-            if corrections < MAX_CORRECTIONS:
+            if corrections < MAX_CORRECTIONS and len(word) <= MAX_WORD_LENGTH:
                 corrections += 1
                 fixed = self._correct(word)
                 if fixed is not None:
-                    fixed_term = self._surface[fixed]
-                    if fixed_term in self._idf:
-                        add(fixed_term, CORRECTED_FACTOR)
+                    if self._surface[fixed]:  # a typo of a stop word ("wich") just vanishes
+                        add(self._surface[fixed], CORRECTED_FACTOR)
                     continue
                 parts = self._split(word)
                 if parts:
                     for part in parts:
                         add(part, CORRECTED_FACTOR)
                     continue
-            unknown = stem(word)
-            if unknown not in terms:
-                terms[unknown] = _Term(unknown, self._unknown_idf, 1.0, known=False)
-        return list(terms.values())
+            add(stem(word), 1.0, known=False)
+        return _Message(list(terms.values()), tuple(sequence))
+
+    def _out_of_scope_phrase(self, message: _Message) -> bool:
+        """Whether the message says one of the out-of-scope phrasings, words close together.
+
+        Closeness matters: "face massage" is out of scope, "lie face down for the massage"
+        is not, although both have the words "face" and "massage".
+        """
+        positions: dict[str, list[int]] = {}
+        for position, term in enumerate(message.sequence):
+            positions.setdefault(term, []).append(position)
+        for phrase in self._out_of_scope:
+            if not phrase <= positions.keys():
+                continue
+            span = len(phrase) + PHRASE_SLACK
+            for start in positions[next(iter(phrase))]:
+                window = message.sequence[max(0, start - span + 1) : start + span]
+                if _fits(phrase, window, span):
+                    return True
+        return False
 
     def _split(self, word: str) -> tuple[str, str] | None:
         """Two knowledge-base terms run together ("backrub"), or None."""
@@ -369,7 +440,8 @@ class Matcher:
     # -- scoring -----------------------------------------------------------------------
 
     def _score(self, terms: list[_Term], pool: int) -> list[_Scored]:
-        """Every entry sharing a term with the message, best first (the pool re-ranked)."""
+        """The `pool` entries sharing most with the message, plus the out-of-scope entry,
+        best first."""
         known = [t for t in terms if t.known]
         if not known:
             return []
@@ -381,41 +453,68 @@ class Matcher:
             known_weight + UNKNOWN_FACTOR * unknown_weight,
             SATURATION_WORDS * self._unknown_idf,
         )
+        # A long message is scored on its most telling words only, which bounds the work.
+        if len(known) > MAX_SCORED_TERMS:
+            known = heapq.nlargest(MAX_SCORED_TERMS, known, key=lambda t: t.weight * t.factor)
+        # Rarest terms first. A term used by thousands of entries ("massage" in a large
+        # knowledge base) then adds only to the best entries found so far and to its own
+        # champions (the entries it points at most strongly), instead of touching every
+        # entry. An entry that only such words reach would score low anyway.
+        known.sort(key=lambda t: len(self._postings[t.term]))
         coverage: dict[int, float] = {}
-        strong: set[int] = set()
         query: dict[str, float] = {}
         for t in known:
             mass = t.weight * t.factor
             query[t.term] = mass
-            for index, evidence in self._postings[t.term]:
-                coverage[index] = coverage.get(index, 0.0) + mass * evidence
-                if evidence >= QUESTION_WEIGHT:
-                    strong.add(index)
-        ranked = sorted(coverage.items(), key=lambda item: item[1], reverse=True)
+            postings = self._postings[t.term]
+            champions = self._champions.get(t.term)
+            if champions is None:
+                for index, evidence in postings.items():
+                    coverage[index] = coverage.get(index, 0.0) + mass * evidence
+                continue
+            if len(coverage) > PRUNE_KEEP:
+                kept = heapq.nlargest(PRUNE_KEEP, coverage, key=coverage.__getitem__)
+                coverage = {index: coverage[index] for index in kept}
+            for index in coverage:  # updates values only, so iterating is safe
+                evidence = postings.get(index)
+                if evidence is not None:
+                    coverage[index] += mass * evidence
+            for index in champions:
+                if index not in coverage:
+                    coverage[index] = mass * postings[index]
+        chosen = heapq.nlargest(pool, coverage, key=coverage.__getitem__)
+        # The out-of-scope entry is always weighed: the decision compares it with the best.
+        out_of_scope = len(self._ids) - 1
+        if out_of_scope not in chosen:
+            coverage[out_of_scope] = sum(
+                mass * self._postings[term].get(out_of_scope, 0.0) for term, mass in query.items()
+            )
+            if coverage[out_of_scope]:
+                chosen.append(out_of_scope)
         scored = []
-        for position, (index, mass) in enumerate(ranked):
-            share = mass / total
+        for index in chosen:
             phrasing = 0.0
-            if position < pool:
-                for candidate in self._phrasings[index]:
-                    overlap = sum(query.get(term, 0.0) for term in candidate.terms)
-                    if overlap:
-                        similarity = overlap / math.sqrt(total * candidate.weight)
-                        phrasing = max(phrasing, similarity)
+            for candidate in self._phrasings[index]:
+                overlap = sum(query.get(term, 0.0) for term in candidate.terms)
+                if overlap:
+                    phrasing = max(phrasing, overlap / math.sqrt(total * candidate.weight))
+            share = coverage[index] / total
             score = 100.0 * min(1.0, COVERAGE_SHARE * share + PHRASING_SHARE * phrasing)
-            scored.append(_Scored(index, score, index in strong))
+            strong = any(
+                self._postings[t].get(index, 0.0) >= STRONG_EVIDENCE for t in query
+            )
+            scored.append(_Scored(index, score, strong))
         scored.sort(key=lambda s: s.score, reverse=True)
         return scored
 
     def match(self, text: str) -> Match:
         """Decide how to reply to `text`: answer one topic, clarify, or fall back."""
-        terms = self._analyse(text)
-        present = {t.term for t in terms if t.known}
-        if any(phrase <= present for phrase in self._out_of_scope):
-            # Every word of a phrasing the knowledge base says never to answer ("bread
-            # dough") is in the message: whatever else it shares with a topic is incidental.
+        message = self._analyse(text)
+        if self._out_of_scope_phrase(message):
+            # The message says a phrasing the knowledge base says never to answer ("knead
+            # bread dough"): whatever else it shares with a topic is incidental.
             return Match("fallback", None, ())
-        scored = self._score(terms, RERANK_POOL)
+        scored = self._score(message.terms, RERANK_POOL)
         topics = [s for s in scored if self._ids[s.index] is not None]
         out_of_scope = next((s.score for s in scored if self._ids[s.index] is None), 0.0)
         if not topics or topics[0].score < CLARIFY_MIN:
@@ -443,7 +542,7 @@ class Matcher:
         No out-of-scope veto and no margin: it only ranks. A half-typed last word ("petri")
         is completed from the knowledge base's words.
         """
-        terms = self._analyse(text)
+        terms = self._analyse(text).terms
         words = raw_words(text)
         if words and not any(t.term == stem(_canonical(words[-1])) for t in terms if t.known):
             terms += self._completions(words[-1], {t.term for t in terms})
@@ -469,6 +568,14 @@ class Matcher:
         topic = self._ids[scored.index]
         assert topic is not None  # callers pass topics only, never the out-of-scope entry
         return Candidate(topic, round(scored.score, 1))
+
+
+def _fits(phrase: frozenset[str], window: tuple[str, ...], span: int) -> bool:
+    """Whether some run of `span` consecutive terms of `window` holds every term of `phrase`."""
+    return any(
+        phrase <= set(window[start : start + span])
+        for start in range(max(1, len(window) - span + 1))
+    )
 
 
 def _weighted_texts(topic: Topic) -> list[tuple[float, str]]:
