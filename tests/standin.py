@@ -66,7 +66,7 @@ JSON_PARAMS = frozenset({"reply_markup", "commands", "results", "allowed_updates
                          "link_preview_options", "reply_parameters", "entities"})
 INT_PARAMS = frozenset({"chat_id", "message_id", "offset", "limit", "timeout", "cache_time"})
 
-FaultKind = Literal["drop", "hang", "late", "retry_after", "bad_gateway"]
+FaultKind = Literal["drop", "hang", "late", "hold", "retry_after", "bad_gateway"]
 
 
 class ApiError(Exception):
@@ -232,6 +232,8 @@ class Fault:
     kind: FaultKind
     seconds: float = 1.0
     times: int = 1
+    chat_id: int | None = None  # only requests for this chat
+    release: asyncio.Event | None = None  # "hold": answered normally once this is set
 
 
 def chat_of(chat_id: int) -> dict[str, Any]:
@@ -340,8 +342,23 @@ class StandIn:
     def new_message_id(self) -> int:
         return next(self._message_ids)
 
-    def add_fault(self, method: str, kind: FaultKind, seconds: float = 1.0, times: int = 1) -> None:
-        self.faults.append(Fault(method=method, kind=kind, seconds=seconds, times=times))
+    def add_fault(
+        self,
+        method: str,
+        kind: FaultKind,
+        seconds: float = 1.0,
+        times: int = 1,
+        chat_id: int | None = None,
+    ) -> None:
+        self.faults.append(
+            Fault(method=method, kind=kind, seconds=seconds, times=times, chat_id=chat_id)
+        )
+
+    def hold(self, method: str, chat_id: int | None = None) -> asyncio.Event:
+        """Hold the next `method` request (for `chat_id`) until the returned event is set."""
+        release = asyncio.Event()
+        self.faults.append(Fault(method=method, kind="hold", chat_id=chat_id, release=release))
+        return release
 
     async def wait_for(
         self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "the bot"
@@ -450,7 +467,9 @@ class StandIn:
         except (ApiError, ValueError) as error:
             description = getattr(error, "description", f"Bad Request: {error}")
             return 400, {"ok": False, "error_code": 400, "description": description}
-        fault = self._take_fault(method)
+        fault = self._take_fault(method, params)
+        if fault is not None and fault.kind == "hold" and fault.release is not None:
+            await self._until(fault.release)
         if fault is not None and fault.kind in ("drop", "hang"):
             if fault.kind == "hang":
                 await self._pause(fault.seconds)
@@ -485,12 +504,23 @@ class StandIn:
             raise _Drop
         return 200, {"ok": True, "result": result}
 
+    async def _until(self, event: asyncio.Event) -> None:
+        """Wait for `event`, or for the stand-in to stop."""
+        waits = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._closed.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._closed.wait(), seconds)
 
-    def _take_fault(self, method: str) -> Fault | None:
+    def _take_fault(self, method: str, params: dict[str, Any]) -> Fault | None:
         for fault in self.faults:
+            if fault.chat_id is not None and params.get("chat_id") != fault.chat_id:
+                continue
             if fault.method.lower() == method.lower():
                 fault.times -= 1
                 if fault.times <= 0:
