@@ -1,0 +1,178 @@
+"""`massage-bot chat | run | ask | check | eval`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from bot.clock import ScaledClock, SystemClock
+from bot.knowledge import KnowledgeBase, KnowledgeError, check_knowledge, load_knowledge
+from bot.matcher import Match, Matcher
+from bot.settings import Settings, SettingsError, load_settings
+from bot.store import StoreError
+
+TERMINAL_DATABASE = "terminal.sqlite3"
+
+
+def _knowledge_dir(args: argparse.Namespace, settings: Settings) -> Path:
+    return Path(args.kb) if getattr(args, "kb", None) else settings.knowledge_dir
+
+
+def _print_problems(problems: Sequence[object], out: TextIO) -> None:
+    for problem in problems:
+        print(problem, file=out)
+    print(f"{len(problems)} problem(s) in the knowledge base.", file=out)
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    directory = Path(args.dir) if args.dir else settings.knowledge_dir
+    knowledge, problems = check_knowledge(directory)
+    if knowledge is None:
+        _print_problems(problems, sys.stdout)
+        return 1
+    print(f"{directory}: OK: {knowledge.summary()}")
+    return 0
+
+
+def match_json(query: str, match: Match) -> str:
+    return json.dumps(
+        {
+            "query": query,
+            "decision": match.decision,
+            "topic": match.topic if match.decision == "answer" else None,
+            "candidates": [
+                {"topic": c.topic, "score": round(c.score, 2)} for c in match.candidates[:3]
+            ],
+        },
+        ensure_ascii=False,
+    )
+
+
+def cmd_ask(args: argparse.Namespace, knowledge: KnowledgeBase) -> int:
+    from bot.conversation import reply_for_match
+    from bot.terminal import render_text
+
+    matcher = Matcher(knowledge)
+    if args.question:
+        query = " ".join(args.question)
+        match = matcher.match(query)
+        if args.json:
+            print(match_json(query, match))
+        else:
+            text, _choices = render_text(reply_for_match(match, knowledge))
+            print(text)
+        return 0
+    if not args.json:
+        print("massage-bot ask: give a question, or --json to read questions from stdin",
+              file=sys.stderr)
+        return 2
+    for line in sys.stdin:
+        query = line.rstrip("\n")
+        print(match_json(query, matcher.match(query)), flush=True)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, knowledge: KnowledgeBase) -> int:
+    from bot.evaluation import evaluate, format_report, load_questions
+
+    questions = load_questions(Path(args.file))
+    print(format_report(evaluate(questions, Matcher(knowledge))))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase) -> int:
+    from bot.conversation import Conversation
+    from bot.store import Store
+    from bot.terminal import TerminalChat, run_chat
+
+    interactive = sys.stdin.isatty()
+    if interactive:
+        import readline  # noqa: F401 - importing it gives input() line editing and history
+    clock = ScaledClock(speed=args.speed) if args.speed != 1 else SystemClock()
+    # The terminal keeps its own database so it never touches the Telegram bot's chats.
+    store = Store.open(settings.data_dir / TERMINAL_DATABASE)
+    try:
+        conversation = Conversation(
+            knowledge=knowledge, matcher=Matcher(knowledge), store=store, clock=clock
+        )
+        chat = TerminalChat(conversation=conversation, clock=clock, out=sys.stdout)
+        return run_chat(chat, read_line=input if interactive else _read_stdin_line,
+                        interactive=interactive)
+    finally:
+        store.close()
+
+
+def _read_stdin_line(_prompt: str) -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line
+
+
+def cmd_run(settings: Settings) -> int:
+    from bot.telegram_app import run_bot
+
+    return run_bot(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="massage-bot",
+        description="A back massage assistant: terminal chat, Telegram bot and tools.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    chat = sub.add_parser("chat", help="chat in the terminal (default; no token needed)")
+    chat.add_argument("--kb", help="knowledge base directory")
+    chat.add_argument(
+        "--speed", type=float, default=1.0,
+        help="run session timers this many times faster (to try a session quickly)",
+    )
+    sub.add_parser("run", help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
+    ask = sub.add_parser("ask", help="answer one question, or JSON lines from stdin")
+    ask.add_argument("question", nargs="*")
+    ask.add_argument("--json", action="store_true", help="print the match as JSON")
+    ask.add_argument("--kb", help="knowledge base directory")
+    check = sub.add_parser("check", help="validate the knowledge base")
+    check.add_argument("dir", nargs="?", help="knowledge base directory")
+    evaluation = sub.add_parser("eval", help="score the matcher on a questions file")
+    evaluation.add_argument("file")
+    evaluation.add_argument("--kb", help="knowledge base directory")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "chat"
+    if command == "chat" and not hasattr(args, "speed"):
+        args = build_parser().parse_args(["chat"])
+    try:
+        settings = load_settings()
+        if command == "check":
+            return cmd_check(args, settings)
+        if command == "run":
+            return cmd_run(settings)
+        if args.command == "chat" and args.speed <= 0:
+            raise SettingsError("--speed must be positive")
+        knowledge = load_knowledge(_knowledge_dir(args, settings))
+        if command == "ask":
+            return cmd_ask(args, knowledge)
+        if command == "eval":
+            return cmd_eval(args, knowledge)
+        return cmd_chat(args, settings, knowledge)
+    except KnowledgeError as error:
+        _print_problems(error.problems, sys.stderr)
+        return 1
+    except (SettingsError, StoreError) as error:
+        print(f"massage-bot: {error}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as error:
+        print(f"massage-bot: {error.strerror}: {error.filename}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

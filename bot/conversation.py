@@ -1,0 +1,419 @@
+"""The dialogue: text, commands, buttons and timers in; transport-free responses out.
+
+Both front ends (Telegram and the terminal) drive this one class, so a person gets the same
+answers, menus and guided sessions in either. Every state change is written to the store
+before the response is returned, so whatever a front end shows has already been saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from bot.checklist import checklist_reply
+from bot.clock import Clock
+from bot.knowledge import KIND_TITLES, TOPIC_KINDS, KnowledgeBase, Topic, load_knowledge
+from bot.matcher import Match, Matcher
+from bot.replies import Button, CancelTimer, Reply, Response, reply
+from bot.session import SessionEngine, SessionState, parse_command
+from bot.settings import Settings
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", "Main menu"),
+    ("session", "Start a guided massage, step by step"),
+    ("equipment", "Checklist of what to get ready"),
+    ("topics", "Browse everything I know"),
+    ("settings", "Hands-free mode on or off"),
+    ("stop", "Stop the current session"),
+    ("help", "How to use this bot"),
+)
+
+EQUIPMENT_LIST = "equipment"
+HANDS_FREE_KEY = "hands_free"
+# Questions longer than this are cut before matching: the gist of a message is in its start,
+# and a 4,000-character paste should not cost more than a paragraph.
+MAX_QUESTION_CHARS = 600
+
+_START_SESSION = re.compile(
+    r"^\s*(?:let'?s\s+)?(?:start|begin|do|run|launch)\s+(?:a\s+|the\s+|my\s+)?"
+    r"(?:guided\s+)?(?:session|massage)\s*[.!]*\s*$",
+    re.IGNORECASE,
+)
+
+MENU_BUTTONS: tuple[tuple[Button, ...], ...] = (
+    (Button("❓ Ask a question", "menu:ask"), Button("▶️ Guided session", "menu:session")),
+    (Button("🧴 Equipment", "menu:equipment"), Button("📚 Browse topics", "menu:topics")),
+)
+
+GREETING = (
+    "Hi! I help you give a relaxing back massage at home, or a gentle back rub to someone "
+    "who spends most of the day in bed.\n\n"
+    "• Ask me anything, e.g. \"how do I do petrissage?\" or \"what do I need?\"\n"
+    "• Start a guided session and I'll walk you through it step by step, with timers, "
+    "while your hands are busy.\n\n"
+    "I'm not a substitute for a doctor, nurse or physiotherapist: if something hurts or "
+    "worries you, stop and ask one."
+)
+
+HELP = (
+    "Type a question in your own words, e.g. \"how firm should I press?\" or "
+    "\"my dad can't lie on his tummy\".\n\n"
+    "Commands:\n"
+    "• /session: a guided massage, step by step, with timers\n"
+    "• /equipment: a checklist of what to get ready\n"
+    "• /topics: browse everything I know\n"
+    "• /settings: hands-free mode (steps move on by themselves)\n"
+    "• /stop: stop the current session\n\n"
+    "During a session you can also type next, back, repeat, pause, resume or stop."
+)
+
+FALLBACK = (
+    "Sorry, I can't help with that one. I only know about giving a back massage at home "
+    "and a bedside back rub: techniques, what to get ready, positioning, safety, and guided "
+    "sessions.\n\n"
+    "If you're worried about pain or a health problem, please ask a doctor, nurse or "
+    "physiotherapist."
+)
+
+ASK_PROMPT = (
+    "Type your question in your own words, for example:\n"
+    "• how do I do effleurage?\n"
+    "• what oil can I use?\n"
+    "• when should I not massage?"
+)
+
+NONE_OF_THESE = (
+    "Sorry I didn't get it. Try asking in other words, with the name of a technique or "
+    "thing (\"kneading\", \"towels\", \"pillows\"), or browse the topics."
+)
+
+STALE_BUTTON = "That button is from an old message, so I've left it alone. Here's the menu."
+UNSUPPORTED = {
+    "sticker": "Nice sticker! I can only read text, though.",
+    "photo": "I can't look at photos. If you're worried about a mark on the skin, show it "
+    "to a nurse or doctor.",
+}
+UNSUPPORTED_DEFAULT = "I can only read text messages."
+
+
+def topic_reply(topic: Topic, knowledge: KnowledgeBase) -> Response:
+    """A topic's answer with its related topics offered as buttons."""
+    buttons = [
+        Button(knowledge.topics[related].title, f"topic:{related}")
+        for related in topic.related
+        if related in knowledge.topics
+    ]
+    rows = [tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2)]
+    if topic.checklist:
+        rows.insert(0, (Button("✅ Tick off the checklist", "menu:equipment"),))
+    if topic.id == "guided-session":
+        rows.insert(0, (Button("▶️ Start a guided session", "menu:session"),))
+    return reply(topic.answer, title=topic.title, buttons=tuple(rows))
+
+
+def reply_for_match(match: Match, knowledge: KnowledgeBase) -> Response:
+    """Turn the matcher's decision into what the person sees."""
+    if match.decision == "answer" and match.topic in knowledge.topics:
+        return topic_reply(knowledge.topics[match.topic], knowledge)
+    if match.decision == "clarify" and match.candidates:
+        rows = tuple(
+            (Button(knowledge.topics[c.topic].title, f"topic:{c.topic}"),)
+            for c in match.candidates[:3]
+            if c.topic in knowledge.topics
+        )
+        return reply(
+            "I'm not sure I understood. Did you mean one of these?",
+            buttons=(*rows, (Button("None of these", "none"),)),
+        )
+    return reply(FALLBACK, buttons=MENU_BUTTONS)
+
+
+@dataclass
+class Conversation:
+    knowledge: KnowledgeBase
+    matcher: Matcher
+    store: Store
+    clock: Clock
+
+    def __post_init__(self) -> None:
+        self.engine = SessionEngine(self.knowledge, self.clock)
+
+    # --- entry points used by the front ends -------------------------------------------
+
+    def handle_start(self, chat_id: int, payload: str = "") -> Response:
+        """/start, optionally with a deep-link payload: a topic id or session-<id>."""
+        payload = payload.strip()
+        if payload.startswith("session-") and payload[8:] in self.knowledge.sessions:
+            return self._start_session(chat_id, payload[8:])
+        if payload in self.knowledge.topics:
+            return topic_reply(self.knowledge.topics[payload], self.knowledge)
+        return reply(GREETING, title="Back massage helper", buttons=MENU_BUTTONS)
+
+    def handle_command(self, chat_id: int, command: str, args: str = "") -> Response:
+        command = command.lower().lstrip("/")
+        if command == "start":
+            return self.handle_start(chat_id, args)
+        if command == "session":
+            session_id = args.strip().removeprefix("session-")
+            if session_id in self.knowledge.sessions:
+                return self._start_session(chat_id, session_id)
+            return self._session_picker(chat_id)
+        if command == "equipment":
+            return self._equipment(chat_id)
+        if command == "topics":
+            return self._kinds()
+        if command == "settings":
+            return self._settings(chat_id)
+        if command == "stop":
+            return self._stop(chat_id)
+        if command == "help":
+            return reply(HELP, title="How to use me", buttons=MENU_BUTTONS)
+        return reply(f"I don't know the command /{command}.\n\n{HELP}", buttons=MENU_BUTTONS)
+
+    def handle_text(self, chat_id: int, text: str) -> Response:
+        text = text.strip()
+        if not text:
+            return reply(ASK_PROMPT)
+        state = self._load_state(chat_id)
+        if state is not None:
+            command = parse_command(text)
+            if command is not None:
+                return self._session_act(chat_id, state, self.engine.act(state, command))
+        if _START_SESSION.match(text):
+            return self._session_picker(chat_id)
+        match = self.matcher.match(text[:MAX_QUESTION_CHARS])
+        log.info("match decision=%s topic=%s", match.decision, match.topic)
+        response = reply_for_match(match, self.knowledge)
+        if state is not None:
+            # A question mid-session is answered and the session waits where it was.
+            response = response.then(self.engine.reminder(state))
+        return response
+
+    def handle_action(self, chat_id: int, action: str) -> Response:
+        """A pressed button. Unknown, forged or stale actions get a polite reply."""
+        kind, _, arg = action.partition(":")
+        if kind == "s":
+            return self._session_action(chat_id, action)
+        if kind == "topic" and arg in self.knowledge.topics:
+            return topic_reply(self.knowledge.topics[arg], self.knowledge)
+        if kind == "menu":
+            return self._menu(chat_id, arg)
+        if kind == "kind" and arg in TOPIC_KINDS:
+            return self._topics_of_kind(arg)
+        if kind == "pick" and arg in self.knowledge.sessions:
+            return self._start_session(chat_id, arg)
+        if kind == "ck":
+            return self._tick(chat_id, arg)
+        if kind == "hf" and arg in ("on", "off"):
+            return self._set_hands_free(chat_id, arg == "on")
+        if action == "none":
+            return reply(NONE_OF_THESE, buttons=((Button("📚 Browse topics", "menu:topics"),),))
+        log.info("unknown action %r", action[:64])
+        return reply(STALE_BUTTON, buttons=MENU_BUTTONS)
+
+    def handle_timer(self, chat_id: int, token: str) -> Response:
+        state = self._load_state(chat_id)
+        if state is None:
+            return Response()
+        return self._session_act(chat_id, state, self.engine.on_timer(state, token))
+
+    def unsupported(self, chat_id: int, kind: str) -> Response:
+        text = UNSUPPORTED.get(kind, UNSUPPORTED_DEFAULT)
+        response = reply(f"{text} Type your question, or /help.")
+        state = self._load_state(chat_id)
+        if state is not None:
+            response = response.then(self.engine.reminder(state))
+        return response
+
+    def restore(self) -> list[tuple[int, Response]]:
+        """At start-up: bring every saved session back, honestly, after a stop or crash."""
+        restored: list[tuple[int, Response]] = []
+        for chat_id, data in self.store.active_sessions():
+            try:
+                state = SessionState.from_dict(data)
+            except ValueError as error:
+                log.warning("dropping unreadable session of chat %s: %s", chat_id, error)
+                self.store.delete_session(chat_id)
+                continue
+            outcome = self.engine.restore(state)
+            restored.append((chat_id, self._session_act(chat_id, state, outcome)))
+        return restored
+
+    def inline_answers(self, query: str, limit: int = 5) -> list[Topic]:
+        return [
+            self.knowledge.topics[candidate.topic]
+            for candidate in self.matcher.search(query[:MAX_QUESTION_CHARS], limit=limit)
+            if candidate.topic in self.knowledge.topics
+        ]
+
+    def step_time_left(self, chat_id: int) -> float | None:
+        """Seconds left on the running step's timer, for a front end's countdown."""
+        state = self._load_state(chat_id)
+        return None if state is None else self.engine.remaining(state)
+
+    # --- menus ---------------------------------------------------------------------------
+
+    def _menu(self, chat_id: int, item: str) -> Response:
+        if item == "ask":
+            return reply(ASK_PROMPT)
+        if item == "session":
+            return self._session_picker(chat_id)
+        if item == "equipment":
+            return self._equipment(chat_id)
+        if item == "topics":
+            return self._kinds()
+        return reply(GREETING, title="Back massage helper", buttons=MENU_BUTTONS)
+
+    def _kinds(self) -> Response:
+        rows = tuple(
+            (Button(KIND_TITLES[kind], f"kind:{kind}"),)
+            for kind in TOPIC_KINDS
+            if self.knowledge.topics_of_kind(kind)
+        )
+        return reply("Pick a subject:", title="Browse topics", buttons=rows)
+
+    def _topics_of_kind(self, kind: str) -> Response:
+        topics = self.knowledge.topics_of_kind(kind)
+        buttons = [Button(topic.title, f"topic:{topic.id}") for topic in topics]
+        rows = [tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2)]
+        rows.append((Button("⬅️ All subjects", "menu:topics"),))
+        return reply("Pick a topic:", title=KIND_TITLES[kind], buttons=tuple(rows))
+
+    def _equipment(self, chat_id: int) -> Response:
+        topic = self.knowledge.topics.get("equipment")
+        items = topic.checklist if topic else ()
+        if not items:
+            return topic_reply(topic, self.knowledge) if topic else reply(FALLBACK)
+        ticked = self.store.ticked(chat_id, EQUIPMENT_LIST)
+        checklist = checklist_reply(
+            "What to get ready",
+            items,
+            ticked,
+            tick_action=lambda index: f"ck:{index}",
+            extra_rows=((Button("Clear all ticks", "ck:clear"),),),
+        )
+        return Response(replies=(checklist,))
+
+    def _tick(self, chat_id: int, arg: str) -> Response:
+        topic = self.knowledge.topics.get("equipment")
+        count = len(topic.checklist) if topic else 0
+        if arg == "clear":
+            for index in self.store.ticked(chat_id, EQUIPMENT_LIST):
+                self.store.set_tick(chat_id, EQUIPMENT_LIST, index, False)
+        elif arg.isdigit() and int(arg) < count:
+            index = int(arg)
+            ticked = index in self.store.ticked(chat_id, EQUIPMENT_LIST)
+            self.store.set_tick(chat_id, EQUIPMENT_LIST, index, not ticked)
+        else:
+            return reply(STALE_BUTTON, buttons=MENU_BUTTONS)
+        return self._equipment(chat_id)
+
+    def _settings(self, chat_id: int) -> Response:
+        on = self._hands_free(chat_id)
+        text = (
+            "Hands-free mode is ON: when a timed step ends I announce the next one and start "
+            "its timer, so you can keep your hands on the massage."
+            if on
+            else "Hands-free mode is OFF: when a timed step ends I tell you, then wait for you "
+            "to press Next."
+        )
+        toggle = Button("Turn hands-free off", "hf:off") if on else Button(
+            "Turn hands-free on", "hf:on"
+        )
+        return reply(text, title="Settings", buttons=((toggle,),))
+
+    def _hands_free(self, chat_id: int) -> bool:
+        return self.store.preference(chat_id, HANDS_FREE_KEY, "1") == "1"
+
+    def _set_hands_free(self, chat_id: int, on: bool) -> Response:
+        self.store.set_preference(chat_id, HANDS_FREE_KEY, "1" if on else "0")
+        state = self._load_state(chat_id)
+        response = self._settings(chat_id)
+        if state is not None:
+            response = response.then(
+                self._session_act(chat_id, state, self.engine.set_hands_free(state, on))
+            )
+        return response
+
+    # --- guided sessions -----------------------------------------------------------------
+
+    def _session_picker(self, chat_id: int) -> Response:
+        state = self._load_state(chat_id)
+        if state is not None:
+            return self.engine.already_running(state)
+        rows = tuple(
+            (Button(session.title, f"pick:{session.id}"),)
+            for session in self.knowledge.sessions.values()
+        )
+        lines = [f"• {s.title}: {s.summary}" for s in self.knowledge.sessions.values()]
+        return reply(
+            "Which massage shall we do?\n\n" + "\n".join(lines),
+            title="Guided session",
+            buttons=rows,
+        )
+
+    def _start_session(self, chat_id: int, session_id: str) -> Response:
+        state = self._load_state(chat_id)
+        if state is not None:
+            return self.engine.already_running(state)
+        return self._session_act(
+            chat_id, None, self.engine.start(session_id, hands_free=self._hands_free(chat_id))
+        )
+
+    def _session_action(self, chat_id: int, action: str) -> Response:
+        state = self._load_state(chat_id)
+        if state is None:
+            return reply(
+                "This session has ended. Start a new one whenever you like.",
+                buttons=((Button("▶️ Guided session", "menu:session"),),),
+            )
+        return self._session_act(chat_id, state, self.engine.press(state, action))
+
+    def _stop(self, chat_id: int) -> Response:
+        state = self._load_state(chat_id)
+        if state is None:
+            return Response(
+                replies=(Reply("There's no session running.", buttons=MENU_BUTTONS),),
+                timer=CancelTimer(),
+            )
+        return self._session_act(chat_id, state, self.engine.stop(state))
+
+    def _session_act(
+        self,
+        chat_id: int,
+        before: SessionState | None,
+        outcome: tuple[SessionState | None, Response],
+    ) -> Response:
+        """Save the engine's new state, then hand back its response: save before show."""
+        after, response = outcome
+        if after is None:
+            if before is not None:
+                self.store.delete_session(chat_id)
+        elif after != before:
+            self.store.save_session(chat_id, after.to_dict())
+        return response
+
+    def _load_state(self, chat_id: int) -> SessionState | None:
+        data = self.store.load_session(chat_id)
+        if data is None:
+            return None
+        try:
+            return SessionState.from_dict(data)
+        except ValueError as error:
+            log.warning("dropping unreadable session of chat %s: %s", chat_id, error)
+            self.store.delete_session(chat_id)
+            return None
+
+
+def build_conversation(settings: Settings, clock: Clock) -> Conversation:
+    """The conversation over the configured knowledge base and store.
+
+    Raises KnowledgeError (every problem, with file and line) or StoreError (path and reason).
+    """
+    knowledge = load_knowledge(settings.knowledge_dir)
+    store = Store.open(settings.database_path)
+    return Conversation(knowledge=knowledge, matcher=Matcher(knowledge), store=store, clock=clock)

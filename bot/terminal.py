@@ -1,0 +1,189 @@
+"""The terminal front end: the same conversation as the Telegram bot, in a console.
+
+Buttons become numbered choices (type the number); commands are the same (/session, /help, …).
+Input is read on a helper thread so a step's timer can speak up on time while the person is
+not typing. With piped input, each line is one message; at the end of input the chat keeps
+running only while a session timer is armed, so `/session` piped in walks through to the end.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from bot.clock import Clock
+from bot.conversation import Conversation
+from bot.replies import ArmTimer, Button, CancelTimer, Response
+
+TERMINAL_CHAT_ID = 0
+QUIT_WORDS = frozenset({"/quit", "/exit", "quit", "exit", "bye"})
+
+
+def format_remaining(seconds: float) -> str:
+    whole = max(0, round(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def render_text(response: Response, first_number: int = 1) -> tuple[str, list[Button]]:
+    """Plain text for a response, with every button as a numbered choice."""
+    blocks: list[str] = []
+    choices: list[Button] = []
+    for message in response.replies:
+        lines: list[str] = []
+        if message.title:
+            lines.append(f"== {message.title} ==")
+        lines.append(message.text)
+        for row in message.buttons:
+            cells = []
+            for button in row:
+                choices.append(button)
+                cells.append(f"[{first_number + len(choices) - 1}] {button.label}")
+            lines.append("  " + "   ".join(cells))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks), choices
+
+
+@dataclass
+class TerminalChat:
+    conversation: Conversation
+    clock: Clock
+    out: TextIO
+    chat_id: int = TERMINAL_CHAT_ID
+    choices: list[Button] = field(default_factory=list)
+    timer: ArmTimer | None = None
+
+    def show(self, response: Response) -> None:
+        text, choices = render_text(response)
+        if choices:
+            # Numbers always refer to the latest message that offered choices.
+            self.choices = choices
+        if text:
+            self.out.write(text + "\n\n")
+            self.out.flush()
+        if isinstance(response.timer, ArmTimer):
+            self.timer = response.timer
+        elif isinstance(response.timer, CancelTimer):
+            self.timer = None
+
+    def handle_line(self, line: str) -> bool:
+        """Act on one typed line; False when the person wants to leave."""
+        text = line.strip()
+        if text.lower() in QUIT_WORDS:
+            return False
+        if text.isdigit() and self.choices:
+            number = int(text)
+            if 1 <= number <= len(self.choices):
+                action = self.choices[number - 1].action
+                self.show(self.conversation.handle_action(self.chat_id, action))
+            else:
+                self.out.write(f"Pick a number from 1 to {len(self.choices)}.\n\n")
+            return True
+        if text.startswith("/"):
+            command, _, args = text[1:].partition(" ")
+            self.show(self.conversation.handle_command(self.chat_id, command, args))
+            return True
+        self.show(self.conversation.handle_text(self.chat_id, text))
+        return True
+
+    def seconds_until_timer(self) -> float | None:
+        """Real seconds to wait before the armed timer is due, or None without a timer."""
+        if self.timer is None:
+            return None
+        return max(0.0, self.clock.real_seconds(self.timer.due_at - self.clock.now()))
+
+    def fire_timer_if_due(self) -> None:
+        timer = self.timer
+        if timer is None or timer.due_at > self.clock.now():
+            return
+        self.timer = None
+        self.show(self.conversation.handle_timer(self.chat_id, timer.token))
+
+    def prompt(self) -> str:
+        remaining = self.conversation.step_time_left(self.chat_id)
+        if remaining is None:
+            return "> "
+        return f"[{format_remaining(remaining)} left] > "
+
+    def start(self) -> None:
+        self.show(self.conversation.handle_start(self.chat_id))
+        for chat_id, response in self.conversation.restore():
+            if chat_id == self.chat_id:
+                self.show(response)
+
+
+_EOF = object()
+
+
+def line_buffer() -> str:
+    """What the person has typed so far on the prompt line, where readline knows it."""
+    try:
+        import readline
+    except ImportError:  # no readline on this platform: the redraw just loses the echo
+        return ""
+    return readline.get_line_buffer()
+
+
+def run_chat(
+    chat: TerminalChat,
+    read_line: Callable[[str], str],
+    interactive: bool,
+) -> int:
+    """Run the chat until the person leaves (quit, Ctrl-D, Ctrl-C) or piped input ends."""
+    lines: queue.Queue[object] = queue.Queue()
+    ready = threading.Event()
+    # The prompt is worked out on the main thread, which owns the store; the reader only shows it.
+    prompt = [""]
+
+    def reader() -> None:
+        while True:
+            ready.wait()
+            ready.clear()
+            try:
+                lines.put(read_line(prompt[0]))
+            except (EOFError, KeyboardInterrupt, ValueError):
+                lines.put(_EOF)
+                return
+
+    threading.Thread(target=reader, daemon=True, name="terminal-input").start()
+    def ask_for_input() -> None:
+        prompt[0] = chat.prompt() if interactive else ""
+        ready.set()
+
+    chat.start()
+    ask_for_input()
+    input_open = True
+    try:
+        while True:
+            wait = chat.seconds_until_timer()
+            if not input_open and wait is None:
+                return 0
+            if interactive and wait is not None:
+                # Wake every second to redraw the prompt's countdown.
+                wait = min(wait, 1.0)
+            try:
+                item = lines.get(timeout=wait)
+            except queue.Empty:
+                if interactive:
+                    chat.out.write("\r\x1b[K")
+                chat.fire_timer_if_due()
+                if interactive and input_open:
+                    chat.out.write(chat.prompt() + line_buffer())
+                    chat.out.flush()
+                continue
+            if item is _EOF:
+                input_open = False
+                if interactive:
+                    chat.out.write("\nBye! Your progress is saved.\n")
+                    return 0
+                continue
+            if not chat.handle_line(str(item)):
+                chat.out.write("Bye! Your progress is saved.\n")
+                return 0
+            chat.fire_timer_if_due()
+            ask_for_input()
+    except KeyboardInterrupt:
+        chat.out.write("\nBye! Your progress is saved.\n")
+        return 0
