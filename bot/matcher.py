@@ -50,9 +50,9 @@ MAX_CORRECTIONS = 24
 # Longer "words" are keyboard mashing or pasted codes: not worth a fuzzy look-up.
 MAX_WORD_LENGTH = 30
 MAX_CANDIDATES = 3
-# An out-of-scope phrasing counts as said when its words come within this many extra content
-# words of each other. None: "lie face down for the massage" does not say "face massage".
-PHRASE_SLACK = 0
+# An out-of-scope phrasing counts as said when its words come with at most this many other
+# words between them ("knead some bread dough", "massage my legs").
+PHRASE_SLACK = 1
 # A half-typed word in search expands to at most this many knowledge-base words.
 MAX_COMPLETIONS = 12
 
@@ -81,8 +81,8 @@ PHRASING_SHARE = 0.5
 STRONG_EVIDENCE = CENTRAL_BASE * QUESTION_WEIGHT
 
 # Decision thresholds on the 0..100 score.
-ANSWER_MIN = 45.0
-ANSWER_MARGIN = 8.0
+ANSWER_MIN = 40.0
+ANSWER_MARGIN = 6.0
 CLARIFY_MIN = 25.0
 # Runners-up offered in a clarify must be within this of the leader.
 CLARIFY_SPREAD = 20.0
@@ -101,7 +101,7 @@ MAX_SCORED_TERMS = 32
 # "often", "hard", "need", "after" stay, because they decide between topics.
 _STOP_WORDS_TEXT = """
     a an the and or but so if then than as of at by for from in into on onto to with without
-    about over out again further once here there when where why how what
+    about out again further here there when where why how what
     which who whom whose this that these those am is are was were be been being have has had
     having do does did doing done i me my mine myself we us our ours ourselves you your yours
     yourself yourselves he him his himself she her hers herself it its itself they them their
@@ -112,6 +112,7 @@ _STOP_WORDS_TEXT = """
     know mean means meant say says said want wants think guess maybe actually basically
     anyway well oh ah um uh hmm during while whilst every ever even still already always
     usually else though although because since until till whether ago soon put im ive id
+    kinda sorta goes went gone vs versus
     ill youre theyre whats hows wheres whos thats theres lets someone somebody person people
     one ones everything something anything nothing mom mum mother mama dad father papa wife husband
     partner girlfriend boyfriend gf bf nan nana gran granny grandma grandmother grandpa grandad
@@ -129,7 +130,7 @@ CHAT_SPELLINGS = {
     "cuz": "because", "tho": "though", "thru": "through", "n": "and", "w": "with",
     "mins": "minutes", "min": "minute", "hr": "hour", "hrs": "hours", "sec": "second",
     "secs": "seconds", "tummy": "stomach",
-    "belly": "stomach", "massge": "massage", "bcuz": "because",
+    "belly": "stomach", "massge": "massage", "bcuz": "because", "diff": "difference",
     # Negation decides between topics ("when not to massage", "can't lie face down"), in
     # whatever form it is typed.
     "cant": "not", "cannot": "not", "unable": "not", "dont": "not", "doesnt": "not",
@@ -219,7 +220,7 @@ class _Term:
 @dataclass(frozen=True)
 class _Message:
     terms: list[_Term]  # each term once
-    sequence: tuple[str, ...]  # the terms in message order, repeats kept
+    sequence: tuple[tuple[int, str], ...]  # (word position, term) in order, repeats kept
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,9 @@ class Matcher:
         # make it vanish, not match a topic word one letter away. Filled while the texts are
         # read, it also saves stemming the same word over and over.
         self._surface: dict[str, str] = dict.fromkeys(STOP_WORDS, "")
+        # How often the knowledge base uses each word: between equally close corrections
+        # the commoner word is the likelier one ("paitents": patients, not parents).
+        self._uses: dict[str, int] = {}
         fields = [[(weight, self._terms_of(text)) for weight, text in entry] for entry in texts]
 
         # evidence[i][term]: how strongly the term points at entry i. The strongest field
@@ -296,16 +300,18 @@ class Matcher:
             for term, weight in weights.items()
             if weight >= STRONG_EVIDENCE
         }
+        self._out_of_scope_exact = {frozenset(terms) for _weight, terms in fields[-1] if terms}
         self._out_of_scope = [
             phrase
-            for phrase in {frozenset(terms) for _weight, terms in fields[-1]}
-            if len(phrase) > 1 or (phrase and not phrase <= topic_words)
+            for phrase in self._out_of_scope_exact
+            if len(phrase) > 1 or not phrase <= topic_words
         ]
         self._champions = {
             term: heapq.nlargest(PRUNE_KEEP, postings, key=postings.__getitem__)
             for term, postings in self._postings.items()
             if len(postings) > PRUNE_POSTINGS
         }
+        self._out_of_scope_terms = frozenset().union(*self._out_of_scope)
         self._phrasings: list[list[_Phrasing]] = []
         for entry in fields:
             phrasings = []
@@ -326,6 +332,7 @@ class Matcher:
         """Content terms of a knowledge-base text, recording each word in the vocabulary."""
         terms = []
         for word in map(_canonical, raw_words(text)):
+            self._uses[word] = self._uses.get(word, 0) + 1
             term = self._surface.get(word)
             if term is None:
                 term = self._surface[word] = stem(word)
@@ -342,7 +349,8 @@ class Matcher:
         often differs there ("dough" is not "rough", "enough" is not "dough"), so only words
         with the same first letter are considered (and a swapped first pair, "ebnefits").
         Two edits are accepted only in long words or where letters were left out ("strait",
-        "eflurage").
+        "eflurage"). A four-letter word is corrected only to a stop word ("wich", "meen"):
+        too many real words are one letter from a knowledge-base word ("play", "plan").
         """
         length = len(word)
         if length < 4:
@@ -359,9 +367,11 @@ class Matcher:
         for candidate, distance, _index in found:
             if distance > 1 and length < 8 and len(candidate) <= length:
                 continue
-            # Ties go to a knowledge-base word over a stop word, then alphabetically so the
+            if length == 4 and self._surface[candidate]:
+                continue  # "play" is not a typo of "plan"; "wich" only of a stop word
+            # Ties go to the word the knowledge base uses most, then alphabetically so the
             # choice does not depend on the order of the knowledge files.
-            rank = (int(distance), 0 if self._surface[candidate] else 1, candidate)
+            rank = (int(distance), -self._uses.get(candidate, 0), candidate)
             if best is None or rank < best:
                 best = rank
         return None if best is None else best[2]
@@ -369,10 +379,10 @@ class Matcher:
     def _analyse(self, text: str) -> _Message:
         """The message's content terms, corrected and weighted, in order and without repeats."""
         terms: dict[str, _Term] = {}
-        sequence: list[str] = []
+        sequence: list[tuple[int, str]] = []
 
-        def add(term: str, factor: float, known: bool = True) -> None:
-            sequence.append(term)
+        def add(at: int, term: str, factor: float, known: bool = True) -> None:
+            sequence.append((at, term))
             old = terms.get(term)
             if old is None or old.factor < factor:
                 weight = self._idf[term] if known else self._unknown_idf
@@ -380,53 +390,52 @@ class Matcher:
 
         corrections = 0
         previous = ""
-        for word in map(_canonical, raw_words(text)):
+        for position, word in enumerate(map(_canonical, raw_words(text))):
             if word in STOP_WORDS:
                 previous = ""
                 continue
             joined = stem(previous + word) if previous else ""
             if joined in self._idf:  # "bed sores" where the knowledge base says "bedsores"
-                add(joined, 1.0)
+                add(position, joined, 1.0)
             previous = word
             term = self._surface.get(word)
             if term is None and stem(word) in self._idf:
                 term = stem(word)
             if term is not None:
                 if term:  # "" is a stop word only the knowledge base spells this way
-                    add(term, 1.0)
+                    add(position, term, 1.0)
                 continue
             if corrections < MAX_CORRECTIONS and len(word) <= MAX_WORD_LENGTH:
                 corrections += 1
                 fixed = self._correct(word)
                 if fixed is not None:
                     if self._surface[fixed]:  # a typo of a stop word ("wich") just vanishes
-                        add(self._surface[fixed], CORRECTED_FACTOR)
+                        add(position, self._surface[fixed], CORRECTED_FACTOR)
                     continue
                 parts = self._split(word)
                 if parts:
                     for part in parts:
-                        add(part, CORRECTED_FACTOR)
+                        add(position, part, CORRECTED_FACTOR)
                     continue
-            add(stem(word), 1.0, known=False)
+            add(position, stem(word), 1.0, known=False)
         return _Message(list(terms.values()), tuple(sequence))
 
     def _out_of_scope_phrase(self, message: _Message) -> bool:
         """Whether the message says one of the out-of-scope phrasings, words close together.
 
         Closeness matters: "face massage" is out of scope, "lie face down for the massage"
-        is not, although both have the words "face" and "massage".
+        is not, and "a clot in his leg, can I still massage his back" is not "leg massage".
+        A phrasing's words must all fall within its length plus PHRASE_SLACK words.
         """
-        positions: dict[str, list[int]] = {}
-        for position, term in enumerate(message.sequence):
-            positions.setdefault(term, []).append(position)
+        if frozenset(term for _at, term in message.sequence) in self._out_of_scope_exact:
+            return True  # the whole message is one of them, even "what time is it"
+        hits = [(at, term) for at, term in message.sequence if term in self._out_of_scope_terms]
         for phrase in self._out_of_scope:
-            if not phrase <= positions.keys():
-                continue
-            span = len(phrase) + PHRASE_SLACK
-            for start in positions[next(iter(phrase))]:
-                window = message.sequence[max(0, start - span + 1) : start + span]
-                if _fits(phrase, window, span):
-                    return True
+            found = [(at, term) for at, term in hits if term in phrase]
+            if len({term for _at, term in found}) == len(phrase) and _close_together(
+                found, len(phrase), len(phrase) - 1 + PHRASE_SLACK
+            ):
+                return True
         return False
 
     def _split(self, word: str) -> tuple[str, str] | None:
@@ -570,12 +579,22 @@ class Matcher:
         return Candidate(topic, round(scored.score, 1))
 
 
-def _fits(phrase: frozenset[str], window: tuple[str, ...], span: int) -> bool:
-    """Whether some run of `span` consecutive terms of `window` holds every term of `phrase`."""
-    return any(
-        phrase <= set(window[start : start + span])
-        for start in range(max(1, len(window) - span + 1))
-    )
+def _close_together(found: list[tuple[int, str]], distinct: int, span: int) -> bool:
+    """Whether `distinct` different terms of `found` (position, term; in position order)
+    occur within `span` positions of each other."""
+    counts: dict[str, int] = {}
+    left = 0
+    for at, term in found:
+        counts[term] = counts.get(term, 0) + 1
+        while at - found[left][0] > span:
+            gone = found[left][1]
+            counts[gone] -= 1
+            if not counts[gone]:
+                del counts[gone]
+            left += 1
+        if len(counts) == distinct:
+            return True
+    return False
 
 
 def _weighted_texts(topic: Topic) -> list[tuple[float, str]]:
