@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.evaluation import evaluate, format_report, load_questions
 from bot.knowledge import KnowledgeBase, Topic, load_knowledge
 from bot.matcher import MAX_CANDIDATES, Match, Matcher, raw_words, stem
 
@@ -175,3 +176,83 @@ def test_out_of_scope_phrasing_vetoes_even_an_exact_topic_word() -> None:
     matcher = Matcher(KnowledgeBase({"oil": topic}, {}, out_of_scope=("engine oil",)))
     assert matcher.match("which oil").topic == "oil"
     assert matcher.match("which engine oil").decision == "fallback"
+
+
+# -- the real knowledge base -----------------------------------------------------------
+
+KNOWLEDGE = Path(__file__).parent.parent / "knowledge"
+DEV_QUESTIONS = Path(__file__).parent.parent.parent / "shared" / "eval" / "questions-dev.yaml"
+
+
+@pytest.fixture(scope="module")
+def real() -> Matcher:
+    return Matcher(load_knowledge(KNOWLEDGE))
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [
+        # typo
+        ("how do i do petrisage", "petrissage"),
+        ("efleurage", "effleurage"),
+        ("tapotment", "tapotement"),
+        ("contraindicatons for a back rub", "contraindications"),
+        # alias and description
+        ("kneading", "petrissage"),
+        ("the tapping one with fists", "tapotement"),
+        ("my dad cant lie on his tummy", "side-lying"),
+        # keyword
+        ("talc", "talcum-powder"),
+        ("bedsores", "bedsore-prevention"),
+        ("what do i need", "equipment"),
+        # colloquial
+        ("is 5 mins enough lol", "duration"),
+    ],
+)
+def test_real_knowledge_base_answers_by_style(real: Matcher, text: str, topic: str) -> None:
+    assert answered(real, text) == topic
+
+
+def test_real_knowledge_base_rambling_message(real: Matcher) -> None:
+    text = (
+        "ok so my mum is 84 and mostly in bed since her fall, and the district nurse came round "
+        "yesterday and mentioned her skin looked a bit red over her tailbone. i give her a back "
+        "rub most evenings anyway. what should i be doing to stop her getting pressure sores?"
+    )
+    assert answered(real, text) == "bedsore-prevention"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "book a massage in rapid city",
+        "how do i knead bread dough",
+        "tell me a joke",
+        "is my back pain cancer",
+        "how often should i change my car oil",
+        "best sleeping pillow",
+        "how do i give a foot massage",
+        "he has a blood clot in his leg, can i still massage his back",
+    ],
+)
+def test_real_knowledge_base_out_of_scope_is_never_answered(real: Matcher, text: str) -> None:
+    match = real.match(text)
+    assert_invariants(match)
+    if "blood clot" in text:  # in scope, but "leg ... massage" must not read as "leg massage"
+        assert match.topic == "contraindications"
+    else:
+        assert match.decision != "answer"
+
+
+def test_real_knowledge_base_long_input_does_not_crash(real: Matcher) -> None:
+    ramble = "my husband works long hours and his shoulders are always tight. " * 80
+    assert_invariants(real.match(ramble[:4000] + " how hard should i press?"))
+    assert_invariants(real.match("🙂" * 4000))
+
+
+def test_dev_set_keeps_wrong_and_false_answers_rare(real: Matcher) -> None:
+    """A guard on the safety targets: wrong answers are worse than asking back."""
+    report = evaluate(load_questions(DEV_QUESTIONS), real)
+    assert report.wrong_answer <= 3.0, format_report(report)
+    assert report.false_answer <= 10.0, format_report(report)
+    assert report.direct_correct >= 85.0, format_report(report)
