@@ -1,0 +1,257 @@
+"""The dialogue core as a user meets it: texts, menus, buttons, sessions and restarts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.clock import FakeClock
+from bot.conversation import MENU_BUTTONS, Conversation
+from bot.knowledge import KnowledgeBase, load_knowledge
+from bot.matcher import Matcher
+from bot.replies import ArmTimer, Button, CancelTimer, Response
+from bot.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAT = 42
+
+
+@pytest.fixture(scope="module")
+def knowledge() -> KnowledgeBase:
+    return load_knowledge(ROOT / "knowledge")
+
+
+@pytest.fixture(scope="module")
+def matcher(knowledge: KnowledgeBase) -> Matcher:
+    return Matcher(knowledge)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "bot.sqlite3"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def conversation(
+    knowledge: KnowledgeBase, matcher: Matcher, db_path: Path, clock: FakeClock
+) -> Iterator[Conversation]:
+    store = Store.open(db_path)
+    yield Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
+    store.close()
+
+
+def buttons(response: Response) -> list[Button]:
+    return [button for message in response.replies for row in message.buttons for button in row]
+
+
+def labels(response: Response) -> list[str]:
+    return [button.label for button in buttons(response)]
+
+
+def press(conversation: Conversation, response: Response, label_part: str) -> Response:
+    matching = [b for b in buttons(response) if label_part in b.label]
+    assert matching, f"no button with {label_part!r} in {labels(response)}"
+    return conversation.handle_action(CHAT, matching[-1].action)
+
+
+def text_of(response: Response) -> str:
+    return "\n".join(f"{m.title}\n{m.text}" for m in response.replies)
+
+
+def test_start_greets_with_the_menu(conversation: Conversation) -> None:
+    response = conversation.handle_start(CHAT)
+    assert "back massage" in text_of(response).lower()
+    assert labels(response) == [b.label for row in MENU_BUTTONS for b in row]
+
+
+def test_a_question_gets_its_topic_with_related_buttons(
+    conversation: Conversation, knowledge: KnowledgeBase
+) -> None:
+    response = conversation.handle_text(CHAT, "how do i do petrisage")
+    [message] = response.replies
+    assert message.title == knowledge.topics["petrissage"].title
+    assert message.text == knowledge.topics["petrissage"].answer
+    related = {knowledge.topics[r].title for r in knowledge.topics["petrissage"].related}
+    assert related == set(labels(response))
+
+
+def test_out_of_scope_gets_the_polite_fallback(conversation: Conversation) -> None:
+    for question in ("tell me a joke", "how do i change the oil in my car"):
+        text = text_of(conversation.handle_text(CHAT, question))
+        assert "can't help with that" in text
+        assert "doctor" in text
+
+
+def test_unsure_question_offers_did_you_mean(conversation: Conversation) -> None:
+    clarify = next(
+        (
+            response
+            for question in ("oil", "strokes", "back", "massage time", "hands")
+            if "did you mean" in text_of(response := conversation.handle_text(CHAT, question))
+            .lower()
+        ),
+        None,
+    )
+    assert clarify is not None, "one of these vague questions should get a did-you-mean"
+    assert 2 <= len(labels(clarify)) <= 4
+    assert labels(clarify)[-1] == "None of these"
+    none = press(conversation, clarify, "None of these")
+    assert "other words" in text_of(none)
+
+
+def test_empty_and_huge_messages_get_a_clear_answer(conversation: Conversation) -> None:
+    assert "Type your question" in text_of(conversation.handle_text(CHAT, "   "))
+    rambling = "my mum is in bed all day and " * 150 + "how do i stop bedsores"
+    assert text_of(conversation.handle_text(CHAT, rambling))
+
+
+def test_topics_browse_by_kind(conversation: Conversation, knowledge: KnowledgeBase) -> None:
+    kinds = conversation.handle_command(CHAT, "topics")
+    assert "Techniques" in labels(kinds)
+    techniques = press(conversation, kinds, "Techniques")
+    assert knowledge.topics["effleurage"].title in labels(techniques)
+    topic = press(conversation, techniques, knowledge.topics["effleurage"].title)
+    assert topic.replies[0].title == knowledge.topics["effleurage"].title
+
+
+def test_equipment_ticks_persist_across_a_restart(
+    knowledge: KnowledgeBase, matcher: Matcher, db_path: Path, clock: FakeClock
+) -> None:
+    store = Store.open(db_path)
+    first = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
+    checklist = first.handle_command(CHAT, "equipment")
+    item = knowledge.topics["equipment"].checklist[0]
+    assert any(label.startswith("⬜") for label in labels(checklist))
+    ticked = press(first, checklist, item[:20])
+    assert any(label.startswith("✅") for label in labels(ticked))
+    store.close()
+
+    store = Store.open(db_path)
+    second = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
+    again = second.handle_command(CHAT, "equipment")
+    assert any(label.startswith("✅") and item[:20] in label for label in labels(again))
+    cleared = press(second, again, "Clear all")
+    assert not any(label.startswith("✅") for label in labels(cleared))
+    store.close()
+
+
+def test_hands_free_setting_persists(conversation: Conversation) -> None:
+    settings = conversation.handle_command(CHAT, "settings")
+    assert "ON" in text_of(settings)
+    off = press(conversation, settings, "off")
+    assert "OFF" in text_of(off)
+    assert "OFF" in text_of(conversation.handle_command(CHAT, "settings"))
+
+
+def test_deep_links_open_a_topic_or_start_a_session(
+    conversation: Conversation, knowledge: KnowledgeBase
+) -> None:
+    topic = conversation.handle_start(CHAT, "side-lying")
+    assert topic.replies[0].title == knowledge.topics["side-lying"].title
+    session = conversation.handle_start(CHAT, "session-quick-back")
+    assert "Safety check 1 of" in text_of(session)
+    unknown = conversation.handle_start(CHAT, "no-such-thing")
+    assert labels(unknown) == [b.label for row in MENU_BUTTONS for b in row]
+
+
+def start_steps(conversation: Conversation, session_id: str) -> Response:
+    """Start a session, answer No to the safety questions, and get past the checklist."""
+    response = conversation.handle_action(CHAT, f"pick:{session_id}")
+    while "Safety check" in text_of(response):
+        response = press(conversation, response, "No")
+    response = press(conversation, response, "Ready")
+    assert "Step 1 of" in text_of(response)
+    return response
+
+
+def test_safety_yes_stops_with_advice(conversation: Conversation) -> None:
+    response = conversation.handle_command(CHAT, "session", "full-back")
+    stopped = press(conversation, response, "Yes")
+    assert "doctor" in text_of(stopped)
+    assert conversation.store.load_session(CHAT) is None
+
+
+def test_whole_session_with_typed_commands_and_timers(
+    conversation: Conversation, clock: FakeClock
+) -> None:
+    response = start_steps(conversation, "quick-back")
+    # Untimed set-up steps wait for Next; typed words work like the buttons.
+    while isinstance(response.timer, ArmTimer) is False:
+        response = conversation.handle_text(CHAT, "nxt")
+    while response.replies:
+        timer = response.timer
+        if not isinstance(timer, ArmTimer):
+            if "Step" in text_of(response) and "Press Next" in text_of(response):
+                response = conversation.handle_text(CHAT, "next")
+                continue
+            break
+        clock.current = timer.due_at
+        response = conversation.handle_timer(CHAT, timer.token)
+    summary = text_of(response)
+    assert "Steps done: 9 of 9" in summary
+    assert "Aftercare" in summary
+    assert conversation.store.load_session(CHAT) is None
+
+
+def test_a_question_mid_session_keeps_the_session(conversation: Conversation) -> None:
+    start_steps(conversation, "full-back")
+    before = conversation.store.load_session(CHAT)
+    answer = conversation.handle_text(CHAT, "how firm should i press")
+    assert answer.replies[0].title  # the topic answer
+    assert "Your session is at step 1 of" in text_of(answer)
+    assert conversation.store.load_session(CHAT) == before
+
+
+def test_second_session_is_refused_while_one_runs(conversation: Conversation) -> None:
+    start_steps(conversation, "full-back")
+    again = conversation.handle_command(CHAT, "session")
+    assert "already running" in text_of(again)
+
+
+def test_old_buttons_after_stop_say_the_session_ended(conversation: Conversation) -> None:
+    step = start_steps(conversation, "quick-back")
+    stopped = conversation.handle_command(CHAT, "stop")
+    assert isinstance(stopped.timer, CancelTimer)
+    late = press(conversation, step, "Next")
+    assert "ended" in text_of(late)
+    assert conversation.store.load_session(CHAT) is None
+
+
+def test_forged_and_unknown_actions_are_harmless(conversation: Conversation) -> None:
+    for action in ("topic:nope", "kind:../../etc", "ck:999", "zz", "hf:maybe", "s:next:xx:9"):
+        response = conversation.handle_action(CHAT, action)
+        assert response.replies, action
+
+
+def test_unsupported_input_is_answered(conversation: Conversation) -> None:
+    assert "only read text" in text_of(conversation.unsupported(CHAT, "voice"))
+
+
+def test_restart_restores_the_session_honestly(
+    knowledge: KnowledgeBase, matcher: Matcher, db_path: Path, clock: FakeClock
+) -> None:
+    store = Store.open(db_path)
+    first = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
+    response = start_steps(first, "quick-back")
+    while not isinstance(response.timer, ArmTimer):
+        response = first.handle_text(CHAT, "next")
+    step_message = response
+    store.close()  # the process dies here; nothing else is written
+
+    clock.advance(3600)  # the timer would have fired while the program was down
+    store = Store.open(db_path)
+    second = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
+    [(chat_id, restored)] = second.restore()
+    assert chat_id == CHAT
+    assert "offline" in text_of(restored).lower() or "while I was" in text_of(restored)
+    # Next on the last step message the person saw continues at the right step.
+    following = press(second, step_message, "Next")
+    assert "Step 4 of" in text_of(following)
+    store.close()
