@@ -37,7 +37,7 @@ COMMON_WORDS = (
     "how", "do", "i", "what", "is", "the", "a", "my", "should", "can", "when", "where", "why",
     "back", "massage", "rub", "hands", "oil", "person", "bed", "long", "often", "hard", "soft",
     "after", "before", "during", "best", "way", "help", "with", "on", "for",
-)
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,9 +111,7 @@ def synthetic_knowledge(size: int, rng: random.Random) -> KnowledgeBase:
             kind="general",
             title=" ".join(words(rng.randint(2, 4))),
             aliases=tuple(" ".join(words(rng.randint(1, 3))) for _ in range(rng.randint(3, 8))),
-            questions=tuple(
-                " ".join(words(rng.randint(4, 10))) for _ in range(rng.randint(5, 10))
-            ),
+            questions=tuple(" ".join(words(rng.randint(4, 10))) for _ in range(rng.randint(5, 10))),
             answer=" ".join(words(rng.randint(60, 150))),
             related=(),
         )

@@ -270,12 +270,7 @@ class Matcher:
                     if weight > ANSWER_WEIGHT:
                         uses[term] = uses.get(term, 0) + 1
             evidence.append(
-                {
-                    term: weight * (CENTRAL_BASE + (1.0 - CENTRAL_BASE) * min(
-                        1.0, uses.get(term, 0) / CENTRAL_USES
-                    ))
-                    for term, weight in best.items()
-                }
+                {term: _evidence(weight, uses.get(term, 0)) for term, weight in best.items()}
             )
             # A word only in an entry's answer text makes it a fraction of a document: answers
             # mention "hands" everywhere, which says little about which topic is meant.
@@ -509,9 +504,7 @@ class Matcher:
                     phrasing = max(phrasing, overlap / math.sqrt(total * candidate.weight))
             share = coverage[index] / total
             score = 100.0 * min(1.0, COVERAGE_SHARE * share + PHRASING_SHARE * phrasing)
-            strong = any(
-                self._postings[t].get(index, 0.0) >= STRONG_EVIDENCE for t in query
-            )
+            strong = any(self._postings[t].get(index, 0.0) >= STRONG_EVIDENCE for t in query)
             scored.append(_Scored(index, score, strong))
         scored.sort(key=lambda s: s.score, reverse=True)
         return scored
@@ -577,6 +570,13 @@ class Matcher:
         topic = self._ids[scored.index]
         assert topic is not None  # callers pass topics only, never the out-of-scope entry
         return Candidate(topic, round(scored.score, 1))
+
+
+def _evidence(field_weight: float, phrasings: int) -> float:
+    """How strongly a term points at a topic: its strongest field's weight, scaled up from
+    CENTRAL_BASE to all of it as more of the topic's phrasings use the term."""
+    centrality = min(1.0, phrasings / CENTRAL_USES)
+    return field_weight * (CENTRAL_BASE + (1.0 - CENTRAL_BASE) * centrality)
 
 
 def _close_together(found: list[tuple[int, str]], distinct: int, span: int) -> bool:

@@ -130,9 +130,7 @@ def test_empty_questions_give_zero_figures_not_errors() -> None:
         ("- q: hi", "expect must be a list"),
     ],
 )
-def test_load_questions_names_the_malformed_entry(
-    tmp_path: Path, text: str, problem: str
-) -> None:
+def test_load_questions_names_the_malformed_entry(tmp_path: Path, text: str, problem: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=problem):
