@@ -344,8 +344,9 @@ class Matcher:
         often differs there ("dough" is not "rough", "enough" is not "dough"), so only words
         with the same first letter are considered (and a swapped first pair, "ebnefits").
         Two edits are accepted only in long words or where letters were left out ("strait",
-        "eflurage"). A four-letter word is corrected only to a stop word ("wich", "meen"):
-        too many real words are one letter from a knowledge-base word ("play", "plan").
+        "eflurage"). A four-letter word is corrected only to a stop word ("wich", "meen") or by
+        swapping two letters ("sdie"): too many real words are one letter from a
+        knowledge-base word ("play", "plan").
         """
         length = len(word)
         if length < 4:
@@ -362,8 +363,8 @@ class Matcher:
         for candidate, distance, _index in found:
             if distance > 1 and length < 8 and len(candidate) <= length:
                 continue
-            if length == 4 and self._surface[candidate]:
-                continue  # "play" is not a typo of "plan"; "wich" only of a stop word
+            if length == 4 and self._surface[candidate] and sorted(candidate) != sorted(word):
+                continue  # "play" is not a typo of "plan"; "sdie" is of "side"
             # Ties go to the word the knowledge base uses most, then alphabetically so the
             # choice does not depend on the order of the knowledge files.
             rank = (int(distance), -self._uses.get(candidate, 0), candidate)

@@ -197,6 +197,8 @@ def real() -> Matcher:
         ("efleurage", "effleurage"),
         ("tapotment", "tapotement"),
         ("contraindicatons for a back rub", "contraindications"),
+        ("sdie lying", "side-lying"),
+        ("should i play music during it", "room-setup"),  # "play" is not a typo of "plan"
         # alias and description
         ("kneading", "petrissage"),
         ("the tapping one with fists", "tapotement"),
