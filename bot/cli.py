@@ -169,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, StoreError) as error:
         print(f"massage-bot: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     except FileNotFoundError as error:
         print(f"massage-bot: {error.strerror}: {error.filename}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ from bot.clock import Clock
 from bot.knowledge import KIND_TITLES, TOPIC_KINDS, KnowledgeBase, Topic, load_knowledge
 from bot.matcher import Match, Matcher
 from bot.replies import Button, CancelTimer, Reply, Response, reply
-from bot.session import SessionEngine, SessionState, parse_command
+from bot.session import SessionCommand, SessionEngine, SessionState, parse_command
 from bot.settings import Settings
 from bot.store import Store
 
@@ -249,6 +249,13 @@ class Conversation:
             for candidate in self.matcher.search(query[:MAX_QUESTION_CHARS], limit=limit)
             if candidate.topic in self.knowledge.topics
         ]
+
+    def current_screen(self, chat_id: int) -> Response:
+        """The running session's current screen again, or nothing when none runs."""
+        state = self._load_state(chat_id)
+        if state is None:
+            return Response()
+        return self._session_act(chat_id, state, self.engine.act(state, SessionCommand.REPEAT))
 
     def step_time_left(self, chat_id: int) -> float | None:
         """Seconds left on the running step's timer, for a front end's countdown."""

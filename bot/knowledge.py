@@ -120,7 +120,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}"
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}: {field}{self.message}"
 
 
 class KnowledgeError(Exception):
@@ -162,8 +163,9 @@ class _LineLoader(yaml.SafeLoader):
         return seq
 
 
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _LineLoader.construct_sequence)
+_TAGS = yaml.resolver.BaseResolver
+_LineLoader.add_constructor(_TAGS.DEFAULT_MAPPING_TAG, _LineLoader.construct_mapping)
+_LineLoader.add_constructor(_TAGS.DEFAULT_SEQUENCE_TAG, _LineLoader.construct_sequence)
 
 
 @dataclass
@@ -336,7 +338,7 @@ def _read_yaml(path: Path, label: str, out: _Collector) -> Any:
         out.add(label, 1, "", f"cannot read file: {error}")
         return None
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+        return yaml.load(text, Loader=_LineLoader)  # _LineLoader is a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1

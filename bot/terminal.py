@@ -111,7 +111,11 @@ class TerminalChat:
         self.show(self.conversation.handle_start(self.chat_id))
         for chat_id, response in self.conversation.restore():
             if chat_id == self.chat_id:
-                self.show(response)
+                # Someone restarting the chat wants to see where they were, even when the
+                # step's timer simply carries on.
+                self.show(response if response.replies else response.then(
+                    self.conversation.current_screen(chat_id)
+                ))
 
 
 _EOF = object()
@@ -152,10 +156,10 @@ def run_chat(
         prompt[0] = chat.prompt() if interactive else ""
         ready.set()
 
-    chat.start()
-    ask_for_input()
     input_open = True
     try:
+        chat.start()
+        ask_for_input()
         while True:
             wait = chat.seconds_until_timer()
             if not input_open and wait is None:

@@ -1,0 +1,172 @@
+"""The terminal chat driven through stdin, in-process with a fast clock and as a real process."""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.clock import ScaledClock
+from bot.conversation import Conversation
+from bot.knowledge import KnowledgeBase, load_knowledge
+from bot.matcher import Matcher
+from bot.store import Store
+from bot.terminal import TerminalChat, format_remaining, run_chat
+
+ROOT = Path(__file__).resolve().parent.parent
+SAFETY_NOS = "no\n" * 5
+
+
+@pytest.fixture(scope="module")
+def knowledge() -> KnowledgeBase:
+    return load_knowledge(ROOT / "knowledge")
+
+
+def lines_reader(text: str):  # type: ignore[no-untyped-def]
+    source = io.StringIO(text)
+
+    def read_line(_prompt: str) -> str:
+        line = source.readline()
+        if not line:
+            raise EOFError
+        return line
+
+    return read_line
+
+
+def run_in_process(knowledge: KnowledgeBase, tmp_path: Path, text: str, speed: float) -> str:
+    clock = ScaledClock(speed=speed)
+    store = Store.open(tmp_path / "terminal.sqlite3")
+    out = io.StringIO()
+    conversation = Conversation(knowledge, Matcher(knowledge), store, clock)
+    chat = TerminalChat(conversation=conversation, clock=clock, out=out)
+    assert run_chat(chat, read_line=lines_reader(text), interactive=False) == 0
+    store.close()
+    return out.getvalue()
+
+
+def test_questions_and_numbered_choices(knowledge: KnowledgeBase, tmp_path: Path) -> None:
+    output = run_in_process(knowledge, tmp_path, "what is effleurage\n1\n99\n", speed=1)
+    effleurage = knowledge.topics["effleurage"]
+    first_related = knowledge.topics[effleurage.related[0]]
+    assert f"== {effleurage.title} ==" in output
+    assert f"== {first_related.title} ==" in output  # choice 1 opened the first related topic
+    assert "Pick a number from 1 to" in output
+
+
+def test_whole_session_runs_hands_free_on_a_fast_clock(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # Two Nexts pass the untimed set-up steps; after that the timers carry the session along
+    # after the input has ended, announcing each step on time.
+    script = f"/session\n2\n{SAFETY_NOS}ready\nnext\nnext\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=3000)
+    steps = knowledge.sessions["quick-back"].steps
+    for number, step in enumerate(steps, start=1):
+        assert f"Step {number} of {len(steps)}: {step.title}" in output
+    assert "1 minute left" in output or "left on" in output
+    assert output.index("Time's up") < output.index(f"Step 4 of {len(steps)}")
+    # The untimed last step waits for Next: the chat ends there, the session saved.
+    assert "Session complete" not in output
+
+
+def test_format_remaining() -> None:
+    assert format_remaining(185.4) == "3:05"
+    assert format_remaining(-3) == "0:00"
+
+
+# --- as a real process -------------------------------------------------------------------
+
+
+def spawn(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    env.pop("TELEGRAM_BOT_TOKEN", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "chat", *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, cwd=tmp_path,
+    )
+
+
+@pytest.fixture
+def output_lines() -> Iterator[list[subprocess.Popen[str]]]:
+    processes: list[subprocess.Popen[str]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def wait_for(process: subprocess.Popen[str], marker: str, timeout: float = 20) -> str:
+    """Read the process's output until `marker` shows up."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in iter(process.stdout.readline, ""):
+            lines.put(line)
+            if marker in line:
+                return
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen = ""
+    while True:
+        line = lines.get(timeout=timeout)
+        if line is None:
+            raise AssertionError(f"{marker!r} never came; output was:\n{seen}")
+        seen += line
+        if marker in line:
+            return seen
+
+
+def test_piped_question_prints_the_answer_and_exits(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "chat"],
+        input="how do i do petrissage\n", capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DATA_DIR": str(tmp_path)}, cwd=tmp_path, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "== Petrissage" in done.stdout
+    assert "kneading" in done.stdout.lower()
+    assert done.stderr == ""
+
+
+def test_kill_9_mid_session_loses_nothing(
+    tmp_path: Path, output_lines: list[subprocess.Popen[str]]
+) -> None:
+    first = spawn(tmp_path)
+    output_lines.append(first)
+    assert first.stdin is not None
+    first.stdin.write(f"/session\n2\n{SAFETY_NOS}ready\nnext\nnext\n")
+    first.stdin.flush()
+    wait_for(first, "Step 3 of 9")
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+
+    second = spawn(tmp_path)
+    output_lines.append(second)
+    out, err = second.communicate("stop\n", timeout=60)
+    assert "Step 3 of 9" in out  # restored where the person was, with its timer
+    assert "Steps done: 2 of 9" in out or "Steps done: 3 of 9" in out
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_leaves_cleanly(tmp_path: Path, output_lines: list[subprocess.Popen[str]]) -> None:
+    process = spawn(tmp_path)
+    output_lines.append(process)
+    wait_for(process, "Browse topics")
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert "Bye" in out
+    assert "Traceback" not in err
