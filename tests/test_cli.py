@@ -1,0 +1,98 @@
+"""`massage-bot ask`, `eval` and start-up errors, run as a person would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SET = ROOT.parent / "shared" / "eval" / "questions-dev.yaml"
+
+
+def massage_bot(*args: str, stdin: str = "", env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    # No real token ever reaches these runs; a test that needs one passes it in `env`.
+    environment = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin, capture_output=True, text=True, timeout=120, env=environment,
+        cwd=cwd or ROOT, check=False,
+    )
+
+
+def test_ask_prints_the_reply_as_the_chat_would() -> None:
+    done = massage_bot("ask", "how", "do", "i", "do", "effleurage")
+    assert done.returncode == 0
+    assert done.stdout.startswith("== Effleurage")
+    assert "[1]" in done.stdout  # related topics offered as choices
+
+
+def test_ask_json_with_a_question() -> None:
+    done = massage_bot("ask", "--json", "what is effleurage")
+    obj = json.loads(done.stdout)
+    assert set(obj) == {"query", "decision", "topic", "candidates"}
+    assert obj["query"] == "what is effleurage"
+    assert obj["decision"] == "answer"
+    assert obj["topic"] == "effleurage"
+    assert obj["candidates"][0]["topic"] == "effleurage"
+    assert len(obj["candidates"]) <= 3
+    assert all(isinstance(c["score"], int | float) for c in obj["candidates"])
+
+
+def test_ask_json_reads_stdin_one_line_per_question_in_order() -> None:
+    questions = ["what is effleurage", "tell me a joke", "", "car oil"]
+    done = massage_bot("ask", "--json", stdin="\n".join(questions) + "\n")
+    assert done.returncode == 0
+    objects = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [o["query"] for o in objects] == questions
+    for obj in objects:
+        assert obj["decision"] in ("answer", "clarify", "fallback")
+        assert (obj["topic"] is None) == (obj["decision"] != "answer")
+        scores = [c["score"] for c in obj["candidates"]]
+        assert scores == sorted(scores, reverse=True)
+    assert objects[1]["decision"] == "fallback"
+    assert objects[3]["decision"] != "answer"
+
+
+def test_ask_json_flushes_each_answer_before_the_next_question() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "ask", "--json"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write("what is petrissage\n")
+    process.stdin.flush()
+    first = json.loads(process.stdout.readline())  # arrives while stdin is still open
+    assert first["topic"] == "petrissage"
+    process.stdin.close()
+    assert process.wait(timeout=30) == 0
+
+
+def test_eval_prints_the_report() -> None:
+    done = massage_bot("eval", str(DEV_SET))
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.lower()
+    for word in ("direct", "wrong", "clarify", "fallback", "out-of-scope", "typo"):
+        assert word in text, word
+
+
+def test_invalid_knowledge_dir_is_one_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "kb"
+    broken.mkdir()
+    (broken / "a.yaml").write_text("topics:\n  - id: x\n    kind: nope\n")
+    done = massage_bot("ask", "--kb", str(broken), "hello")
+    assert done.returncode == 1
+    assert "kb/a.yaml:3: topic x.kind: unknown kind 'nope'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_run_without_a_token_says_so_in_one_line(tmp_path: Path) -> None:
+    done = massage_bot("run", env={"TELEGRAM_BOT_TOKEN": "", "DATA_DIR": str(tmp_path)},
+                       cwd=tmp_path)
+    assert done.returncode != 0
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "TELEGRAM_BOT_TOKEN" in done.stderr
