@@ -77,10 +77,10 @@ def test_unknown_related_id_names_file_line_and_field(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (("    answer: Squeeze and roll the muscles.\n", ""), "topic kneading.answer: is missing"),
-        (("answer: Squeeze and roll the muscles.", "answer: '  '"), "topic kneading.answer: is empty"),
-        (("aliases: [petrissage]", "aliases: petrissage"), "topic kneading.aliases: must be a list"),
-        (("title: Kneading", "title: [a, b]"), "topic kneading.title: must be a string, not a list"),
+        (("    answer: Squeeze and roll the muscles.\n", ""), "kneading.answer: is missing"),
+        (("answer: Squeeze and roll the muscles.", "answer: '  '"), "kneading.answer: is empty"),
+        (("aliases: [petrissage]", "aliases: petrissage"), "kneading.aliases: must be a list"),
+        (("title: Kneading", "title: [a, b]"), "kneading.title: must be a string, not a list"),
         (("kind: technique", "kind: recipe"), "topic kneading.kind: unknown kind 'recipe'"),
         (("id: kneading", "id: Kneading_Strokes"), "is not kebab-case"),
         (("questions: [how do i knead]", "questions: ['']"), "questions[0]: must be a non-empty"),

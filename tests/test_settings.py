@@ -23,7 +23,7 @@ def test_defaults_need_nothing(tmp_path: Path) -> None:
 def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text(
-        "# comment\nexport TELEGRAM_BOT_TOKEN='%s'\nLOG_LEVEL=debug\nDATA_DIR=/tmp/a\n" % TOKEN
+        f"# comment\nexport TELEGRAM_BOT_TOKEN='{TOKEN}'\nLOG_LEVEL=debug\nDATA_DIR=/tmp/a\n"
     )
     settings = load_settings({"DATA_DIR": "/tmp/b", "ADMIN_IDS": "1, 2"}, dotenv=dotenv)
     assert settings.token == TOKEN
