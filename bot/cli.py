@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from bot.settings import Settings, SettingsError, load_settings
 from bot.store import StoreError
 
 TERMINAL_DATABASE = "terminal.sqlite3"
+TERMINAL_HISTORY = "terminal-history"
 
 
 def _knowledge_dir(args: argparse.Namespace, settings: Settings) -> Path:
@@ -90,11 +92,12 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeB
     from bot.terminal import TerminalChat, run_chat
 
     interactive = sys.stdin.isatty()
-    if interactive:
-        import readline  # noqa: F401 - importing it gives input() line editing and history
     clock = ScaledClock(speed=args.speed) if args.speed != 1 else SystemClock()
     # The terminal keeps its own database so it never touches the Telegram bot's chats.
     store = Store.open(settings.data_dir / TERMINAL_DATABASE)
+    history = settings.data_dir / TERMINAL_HISTORY
+    if interactive:
+        _load_history(history)
     try:
         conversation = Conversation(
             knowledge=knowledge, matcher=Matcher(knowledge), store=store, clock=clock
@@ -104,6 +107,29 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeB
                         interactive=interactive)
     finally:
         store.close()
+        if interactive:
+            _save_history(history)
+
+
+def _load_history(path: Path) -> None:
+    """Line editing and history (arrow keys) for input(), where readline exists."""
+    try:
+        import readline
+    except ImportError:
+        return
+    readline.set_history_length(500)
+    # First run, or an unreadable file: start with no history.
+    with contextlib.suppress(OSError):
+        readline.read_history_file(path)
+
+
+def _save_history(path: Path) -> None:
+    try:
+        import readline
+
+        readline.write_history_file(path)
+    except (ImportError, OSError):
+        pass  # history is a convenience; never fail the chat over it
 
 
 def _read_stdin_line(_prompt: str) -> str:
