@@ -379,15 +379,15 @@ class SessionEngine:
         self, state: SessionState | None, action: str
     ) -> tuple[SessionState | None, Response]:
         """A pressed `s:` button: acts only if it belongs to this run and the current screen."""
-        parsed = parse_action(action)
         if state is None:
             return None, _text_reply(ENDED_TEXT)
+        if not self._fits_knowledge(state):  # before anything below shows the current screen
+            return self._changed()
+        parsed = parse_action(action)
         if parsed is None:
             return state, self._show(state, UNKNOWN_BUTTON_NOTE)
         if parsed.run_id != state.run_id:
             return state, self._show(state, ENDED_RUN_NOTE)
-        if not self._fits_knowledge(state):
-            return self._changed()
         if parsed.index != self._screen(state):
             # A double tap, or a tap on an older message: acting would do the step twice.
             return state, self._show(state, STALE_NOTE)

@@ -990,6 +990,19 @@ def test_restart_after_the_session_was_removed_ends_it(
     assert response.timer == CancelTimer()
 
 
+@pytest.mark.parametrize("action", ["s:next:run001:3", "s:next:other1:3", "garbage"])
+def test_any_button_after_the_session_was_removed_ends_it(
+    engine: SessionEngine, clock: FakeClock, action: str
+) -> None:
+    state, _ = at_step(engine, clock, 2)
+    other = SessionEngine(replace(KNOWLEDGE, sessions={"bare": BARE}), clock)
+
+    ended, response = other.press(restarted(state), action)
+
+    assert ended is None
+    assert only(response).text.startswith("This guided session was changed while I was away")
+
+
 def test_format_duration_reads_naturally() -> None:
     assert [format_duration(s) for s in (0, 45, 60, 90, 180, 1264.4)] == [
         "0 s", "45 s", "1 min", "1 min 30 s", "3 min", "21 min 4 s",
