@@ -309,8 +309,7 @@ class Conversation:
         topic = self.knowledge.topics.get("equipment")
         count = len(topic.checklist) if topic else 0
         if arg == "clear":
-            for index in self.store.ticked(chat_id, EQUIPMENT_LIST):
-                self.store.set_tick(chat_id, EQUIPMENT_LIST, index, False)
+            self.store.clear_ticks(chat_id, EQUIPMENT_LIST)
         elif arg.isdigit() and int(arg) < count:
             index = int(arg)
             ticked = index in self.store.ticked(chat_id, EQUIPMENT_LIST)
@@ -402,6 +401,9 @@ class Conversation:
                 self.store.delete_session(chat_id)
         elif after != before:
             self.store.save_session(chat_id, after.to_dict())
+            if before is not None and after.hands_free != before.hands_free:
+                # Switching hands-free inside a session is also the person's preference.
+                self.store.set_preference(chat_id, HANDS_FREE_KEY, "1" if after.hands_free else "0")
         return response
 
     def _load_state(self, chat_id: int) -> SessionState | None:

@@ -255,3 +255,11 @@ def test_restart_restores_the_session_honestly(
     following = press(second, step_message, "Next")
     assert "Step 4 of" in text_of(following)
     store.close()
+
+
+def test_hands_free_switched_in_a_session_is_remembered(conversation: Conversation) -> None:
+    step = start_steps(conversation, "quick-back")
+    off = press(conversation, step, "Hands-free")
+    assert "Hands-free is off" in text_of(off)
+    conversation.handle_command(CHAT, "stop")
+    assert "OFF" in text_of(conversation.handle_command(CHAT, "settings"))
