@@ -88,7 +88,7 @@ CLARIFY_MIN = 25.0
 CLARIFY_SPREAD = 20.0
 SEARCH_MIN = 5.0
 # How many topics from the cheap coverage pass get the per-phrasing comparison.
-RERANK_POOL = 24
+RERANK_POOL = 12
 # A term used by more entries than this only adds to the PRUNE_KEEP best entries found so
 # far and to its own PRUNE_KEEP strongest entries (only knowledge bases of thousands of
 # topics have such terms).
@@ -497,15 +497,17 @@ class Matcher:
             if coverage[out_of_scope]:
                 chosen.append(out_of_scope)
         scored = []
+        asked = frozenset(query)
         for index in chosen:
             phrasing = 0.0
             for candidate in self._phrasings[index]:
-                overlap = sum(query.get(term, 0.0) for term in candidate.terms)
-                if overlap:
-                    phrasing = max(phrasing, overlap / math.sqrt(total * candidate.weight))
+                if candidate.terms.isdisjoint(asked):  # most are; set operations run in C
+                    continue
+                overlap = sum(query[term] for term in candidate.terms & asked)
+                phrasing = max(phrasing, overlap / math.sqrt(total * candidate.weight))
             share = coverage[index] / total
             score = 100.0 * min(1.0, COVERAGE_SHARE * share + PHRASING_SHARE * phrasing)
-            strong = any(self._postings[t].get(index, 0.0) >= STRONG_EVIDENCE for t in query)
+            strong = any(self._postings[t].get(index, 0.0) >= STRONG_EVIDENCE for t in asked)
             scored.append(_Scored(index, score, strong))
         scored.sort(key=lambda s: s.score, reverse=True)
         return scored
