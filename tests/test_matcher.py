@@ -152,12 +152,11 @@ def test_search_ranks_topics_and_completes_a_half_typed_word(small: Matcher) -> 
     assert small.search("car oil", limit=0) == []
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300))
-def test_match_invariants_hold_for_any_text(text: str) -> None:
-    matcher = Matcher(load_knowledge(FIXTURES / "small", require_contract=False))
-    assert_invariants(matcher.match(text))
-    found = matcher.search(text, limit=3)
+def test_match_invariants_hold_for_any_text(small: Matcher, text: str) -> None:
+    assert_invariants(small.match(text))
+    found = small.search(text, limit=3)
     assert len(found) <= 3
     assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
 
@@ -258,3 +257,9 @@ def test_dev_set_keeps_wrong_and_false_answers_rare(real: Matcher) -> None:
     assert report.wrong_answer <= 3.0, format_report(report)
     assert report.false_answer <= 10.0, format_report(report)
     assert report.direct_correct >= 85.0, format_report(report)
+
+
+def test_real_knowledge_base_inline_search(real: Matcher) -> None:
+    assert real.search("petri")[0].topic == "petrissage"
+    assert real.search("bedsor")[0].topic == "bedsore-prevention"
+    assert len(real.search("massage", limit=5)) == 5
