@@ -26,6 +26,9 @@ How it copes when Telegram or the network fails
   order. Core calls run on the event loop itself: each takes well under a millisecond
   (a match, one SQLite commit in WAL mode), and handing them to a worker thread cost more
   CPU per update than it saved (measured with bench/bench_telegram.py).
+- Backlogs. After an outage Telegram may hold thousands of updates; PTB would turn each
+  into a task at once. `PendingLimitQueue` lets at most `max_pending_updates` in at a time,
+  so the rest waits at Telegram and memory stays flat.
 - Harmless complaints ("message is not modified", "query is too old") are logged at debug.
   Anything else reaches the one error handler, which logs the update id, chat and handler
   (never the token: see bot/logging_setup.py) and tells the person once that something went
@@ -140,11 +143,14 @@ class TelegramOptions:
     write_timeout: float = 10.0
     pool_timeout: float = 3.0
     poll_timeout: float = 10.0  # how long one getUpdates long poll waits for news
-    # Eight updates at a time is enough to keep one slow call from stalling everyone and to
-    # reach Telegram's 30 messages a second at ~100 ms a call; more only costs CPU in httpx's
-    # connection pool (bench/bench_telegram.py). Two spare connections for timers.
-    concurrent_updates: int = 8
-    connection_pool_size: int = 10
+    # Four updates at a time keep one slow call from stalling everyone and reach Telegram's
+    # 30 messages a second at ~100 ms a call; more only cost CPU in httpx's connection pool
+    # (measured with bench/bench_telegram.py). Two spare connections for timers.
+    concurrent_updates: int = 4
+    connection_pool_size: int = 6
+    # Updates taken in but not yet handled; a chat waiting on its lock holds one, so this is
+    # also how many messages one chat could queue before it delays others.
+    max_pending_updates: int = 128
     send_retry: Backoff = field(default_factory=lambda: Backoff(attempts=3, first_delay=0.5))
     startup_retry: Backoff = field(default_factory=lambda: Backoff(attempts=5, first_delay=1.0))
     rate_limits: RateLimits = field(default_factory=RateLimits)
@@ -216,6 +222,33 @@ class ChatOrderedProcessor(BaseUpdateProcessor):
 
     async def shutdown(self) -> None:
         """Nothing to tear down."""
+
+
+class PendingLimitQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """The queue from PTB's updater to the application, holding at most `limit` updates.
+
+    With concurrent updates PTB turns every update it takes from this queue into a task at
+    once, so a backlog (thousands of messages after an outage) would all sit in memory as
+    tasks. Here taking an update waits for a slot, freed when PTB marks one done
+    (`task_done`), and the queue itself is bounded, so the updater stops polling while the
+    bot catches up: the backlog waits at Telegram, not in our memory.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(maxsize=limit)
+        self._slots = asyncio.Semaphore(limit)
+
+    async def get(self) -> Any:
+        await self._slots.acquire()
+        try:
+            return await super().get()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def task_done(self) -> None:
+        super().task_done()
+        self._slots.release()
 
 
 def guarded(name: str, callback: Callable[..., Awaitable[None]]) -> Callable[..., Any]:
@@ -570,6 +603,7 @@ def build_application(
             )
         )
         .concurrent_updates(ChatOrderedProcessor(options.concurrent_updates, front.locks))
+        .update_queue(PendingLimitQueue(options.max_pending_updates))
         .job_queue(JobQueue())
         .post_init(front.post_init)
         .build()

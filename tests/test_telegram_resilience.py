@@ -29,7 +29,7 @@ from bot.clock import ScaledClock, SystemClock
 from bot.knowledge import KnowledgeBase, load_knowledge
 from bot.logging_setup import REDACTED, configure_logging
 from bot.replies import Response
-from bot.telegram_app import SORRY, run_bot
+from bot.telegram_app import SORRY, PendingLimitQueue, run_bot
 from bot.telegram_net import Backoff, ResilientRequest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,6 +199,21 @@ async def test_one_slow_chat_does_not_stall_others_and_each_chat_stays_in_order(
     assert "/session" in outputs[0].text
     assert "no session" in outputs[1].text.lower()
     assert outputs[2].buttons  # the subjects to browse
+
+
+async def test_the_pending_queue_lets_in_only_as_many_as_are_finished() -> None:
+    queue = PendingLimitQueue(limit=2)
+    await queue.put(0)
+    await queue.put(1)
+    assert queue.full()  # the updater would wait here: the backlog stays at Telegram
+    assert await queue.get() == 0
+    assert await queue.get() == 1
+    await queue.put(2)
+    third = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)  # let it reach the wait: two are taken, none finished
+    assert not third.done()
+    queue.task_done()  # one finished: the next may come in
+    assert await asyncio.wait_for(third, 5) == 2
 
 
 # --- the person sends odd things ---------------------------------------------------------
