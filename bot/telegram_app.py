@@ -101,7 +101,6 @@ from bot.telegram_render import OutgoingMessage, decode_callback, inline_result,
 log = logging.getLogger(__name__)
 
 Context = ContextTypes.DEFAULT_TYPE
-Callback = Callable[[Update, Context], Awaitable[None]]
 
 SORRY = "Sorry, something went wrong on my side. Please try again, or send /start."
 # Handed to the core for a button that is not ours (old version, forged, over 64 bytes): no
@@ -291,10 +290,6 @@ def addressed_text(message: Message, bot_id: int, username: str) -> str | None:
     text = message.text or ""
     if message.chat.type == ChatType.PRIVATE:
         return text
-    replied = message.reply_to_message
-    is_reply = replied is not None and replied.from_user is not None and (
-        replied.from_user.id == bot_id
-    )
     mention = f"@{username}".lower()
     mentioned = any(
         (entity.type == MessageEntity.MENTION and value.lower() == mention)
@@ -304,7 +299,7 @@ def addressed_text(message: Message, bot_id: int, username: str) -> str | None:
             [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
         ).items()
     )
-    if not (is_reply or mentioned):
+    if not (mentioned or is_replying_to(message, bot_id)):
         return None
     return re.sub(re.escape(mention), " ", text, flags=re.IGNORECASE).strip()
 
@@ -354,7 +349,6 @@ class TelegramFrontEnd:
                 log.warning("could not restore chat %s: %s", chat_id, error)
         if restored:
             log.info("restored %d guided session(s)", len(restored))
-
 
     # --- handlers (each runs under its chat's lock: see ChatOrderedProcessor) ------------------
 
