@@ -1,7 +1,9 @@
 """Durable state in one SQLite file: active sessions, checklist ticks, preferences, seen updates.
 
-Every write commits before its method returns (autocommit, WAL, synchronous=FULL), so a
-`kill -9` right after a call loses nothing. The schema version lives in `PRAGMA user_version`;
+Every write commits before its method returns (autocommit, WAL), so a `kill -9` right after
+a call loses nothing: in WAL mode a committed transaction survives the process dying, and
+synchronous=NORMAL only risks the last commits on a power cut or kernel crash, for a commit
+several times cheaper than FULL (the dedupe write happens on every Telegram update). The schema version lives in `PRAGMA user_version`;
 `MIGRATIONS` are applied in order on open, and a file from a newer program is refused rather
 than damaged. Every failure is a `StoreError` whose one-line message names the file and the
 reason, so start-up can print it as it is.
@@ -131,8 +133,9 @@ class Store:
         try:
             with store._locked() as db:
                 db.execute("PRAGMA journal_mode=WAL")
-                # FULL: a commit is on disk before the call returns, even across a power cut.
-                db.execute("PRAGMA synchronous=FULL")
+                # NORMAL under WAL: durable across a crash of this process (kill -9), not
+                # across a power cut; see the module docstring.
+                db.execute("PRAGMA synchronous=NORMAL")
             store._migrate()
         except StoreError:
             store.close()
