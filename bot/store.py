@@ -3,10 +3,12 @@
 Every write commits before its method returns (autocommit, WAL), so a `kill -9` right after
 a call loses nothing: in WAL mode a committed transaction survives the process dying, and
 synchronous=NORMAL only risks the last commits on a power cut or kernel crash, for a commit
-several times cheaper than FULL (the dedupe write happens on every Telegram update). The schema version lives in `PRAGMA user_version`;
-`MIGRATIONS` are applied in order on open, and a file from a newer program is refused rather
-than damaged. Every failure is a `StoreError` whose one-line message names the file and the
-reason, so start-up can print it as it is.
+several times cheaper than FULL (the dedupe write happens on every Telegram update).
+
+The schema version lives in `PRAGMA user_version`; `MIGRATIONS` are applied in order on
+open, and a file from a newer program is refused rather than damaged. Every failure is a
+`StoreError` whose one-line message names the file and the reason, so start-up can print it
+as it is.
 """
 
 from __future__ import annotations
