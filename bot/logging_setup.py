@@ -94,12 +94,22 @@ def _base_factory() -> RecordFactory:
     return current
 
 
+def install_redaction(secrets: Iterable[str]) -> Redactor:
+    """Redact `secrets` from every log record from now on, whoever logs it and wherever to.
+
+    Called by whatever builds the bot (not only by `configure_logging`), so a bot embedded in
+    tests or another program never logs its token either.
+    """
+    redact = Redactor.of(secrets)
+    logging.setLogRecordFactory(RedactingRecordFactory(base=_base_factory(), redact=redact))
+    return redact
+
+
 def configure_logging(
     level: str, secrets: Iterable[str], stream: TextIO | None = None
 ) -> Redactor:
     """Log to stderr at `level` with `secrets` redacted; return the redactor for other output."""
-    redact = Redactor.of(secrets)
-    logging.setLogRecordFactory(RedactingRecordFactory(base=_base_factory(), redact=redact))
+    redact = install_redaction(secrets)
 
     root = logging.getLogger()
     for handler in list(root.handlers):

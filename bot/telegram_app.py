@@ -53,6 +53,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -91,7 +92,7 @@ from telegram.request import HTTPXRequest
 from bot.clock import Clock, SystemClock
 from bot.conversation import COMMANDS, Conversation, build_conversation
 from bot.knowledge import KnowledgeError
-from bot.logging_setup import Redactor, configure_logging
+from bot.logging_setup import Redactor, configure_logging, install_redaction
 from bot.replies import ArmTimer, CancelTimer, Response, TimerOrder
 from bot.settings import Settings, SettingsError
 from bot.store import StoreError
@@ -102,6 +103,8 @@ log = logging.getLogger(__name__)
 
 Context = ContextTypes.DEFAULT_TYPE
 
+# The one admin command (ADMIN_IDS): load an edited knowledge base without a restart.
+ADMIN_RELOAD = "reload"
 SORRY = "Sorry, something went wrong on my side. Please try again, or send /start."
 # Handed to the core for a button that is not ours (old version, forged, over 64 bytes): no
 # action has this shape, so the core answers with its "that button is from an old message".
@@ -315,7 +318,17 @@ class TelegramFrontEnd:
 
     conversation: Conversation
     clock: Clock
+    knowledge_dir: Path
+    admin_ids: frozenset[int] = frozenset()
     locks: ChatLocks = field(default_factory=ChatLocks)
+
+    def is_admin(self, message: Message) -> bool:
+        # Only in a private chat: a reload's report is not for a group to read.
+        return (
+            message.chat.type == ChatType.PRIVATE
+            and message.from_user is not None
+            and message.from_user.id in self.admin_ids
+        )
 
     # --- wiring ----------------------------------------------------------------------------
 
@@ -370,6 +383,8 @@ class TelegramFrontEnd:
         chat_id = message.chat.id
         if command == "start":
             response = self.conversation.handle_start(chat_id, args)
+        elif command == ADMIN_RELOAD and self.is_admin(message):
+            response = self.conversation.reload(self.knowledge_dir)
         else:
             response = self.conversation.handle_command(chat_id, command, args)
         await self.deliver(context.bot, context.job_queue, chat_id, response)
@@ -567,7 +582,13 @@ def build_application(
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """The PTB Application with our handlers, network behaviour and start-up restore."""
     options = options or TelegramOptions()
-    front = TelegramFrontEnd(conversation=conversation, clock=clock)
+    install_redaction((settings.token, settings.webhook_secret))
+    front = TelegramFrontEnd(
+        conversation=conversation,
+        clock=clock,
+        knowledge_dir=settings.knowledge_dir,
+        admin_ids=settings.admin_ids,
+    )
     timeouts = {
         "connect_timeout": options.connect_timeout,
         "read_timeout": options.read_timeout,

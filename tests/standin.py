@@ -252,7 +252,7 @@ class _Drop(Exception):
 
 @dataclass
 class StandIn:
-    tokens: frozenset[str] = frozenset({TOKEN})
+    tokens: frozenset[str] = field(default=frozenset({TOKEN}), repr=False)  # secrets: no repr
     host: str = "127.0.0.1"
     port: int = 0
     updates: list[dict[str, Any]] = field(default_factory=list)

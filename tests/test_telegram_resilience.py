@@ -502,3 +502,19 @@ async def test_the_token_never_reaches_the_logs_across_a_whole_run(
     assert f"/bot{REDACTED}/sendMessage" in logged  # the URLs were logged, redacted
     assert "Traceback" in stream.getvalue()
     assert all(SECRET_PART not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_a_bot_built_by_other_code_redacts_too(
+    api: StandIn, tmp_path: Path, knowledge: KnowledgeBase, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No configure_logging here: building the application alone must protect the token."""
+    caplog.set_level(logging.DEBUG)
+    running = await start_bot(api, bot_settings(api, tmp_path), knowledge,
+                              ScaledClock(speed=3000.0))
+    try:
+        await User(api, user_id=1001).say("/start")
+    finally:
+        await running.close()
+    assert "getUpdates" in caplog.text
+    assert SECRET_PART not in caplog.text
