@@ -10,10 +10,18 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from bot.checklist import checklist_reply
 from bot.clock import Clock
-from bot.knowledge import KIND_TITLES, TOPIC_KINDS, KnowledgeBase, Topic, load_knowledge
+from bot.knowledge import (
+    KIND_TITLES,
+    TOPIC_KINDS,
+    KnowledgeBase,
+    Topic,
+    check_knowledge,
+    load_knowledge,
+)
 from bot.matcher import Match, Matcher
 from bot.replies import Button, CancelTimer, Reply, Response, reply
 from bot.session import SessionCommand, SessionEngine, SessionState, parse_command
@@ -33,6 +41,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 EQUIPMENT_LIST = "equipment"
+RELOAD_PROBLEMS_SHOWN = 10
 HANDS_FREE_KEY = "hands_free"
 # Questions longer than this are cut before matching: the gist of a message is in its start,
 # and a 4,000-character paste should not cost more than a paragraph.
@@ -256,6 +265,27 @@ class Conversation:
         if state is None:
             return Response()
         return self._session_act(chat_id, state, self.engine.act(state, SessionCommand.REPEAT))
+
+    def reload(self, directory: Path) -> Response:
+        """Load the knowledge base again (an admin's /reload); keep the old one if it's invalid.
+
+        Running sessions carry on; the engine ends politely any whose steps changed.
+        """
+        knowledge, problems = check_knowledge(directory)
+        if knowledge is None:
+            shown = "\n".join(f"• {problem}" for problem in problems[:RELOAD_PROBLEMS_SHOWN])
+            more = len(problems) - RELOAD_PROBLEMS_SHOWN
+            extra = f"\n…and {more} more." if more > 0 else ""
+            return reply(
+                f"Not reloaded: the knowledge base has {len(problems)} problem(s). "
+                f"I keep answering from the old one.\n\n{shown}{extra}",
+                title="Reload failed",
+            )
+        self.knowledge = knowledge
+        self.matcher = Matcher(knowledge)
+        self.engine = SessionEngine(knowledge, self.clock)
+        log.info("knowledge base reloaded: %s", knowledge.summary())
+        return reply(f"Reloaded: {knowledge.summary()}.", title="Knowledge base")
 
     def step_time_left(self, chat_id: int) -> float | None:
         """Seconds left on the running step's timer, for a front end's countdown."""

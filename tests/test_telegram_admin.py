@@ -1,0 +1,47 @@
+"""ADMIN_IDS: the admin's /reload, through the real Application and the stand-in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from standin import StandIn, User, bot_settings, start_bot
+
+from bot.clock import ScaledClock
+from bot.knowledge import load_knowledge
+
+KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[StandIn]:
+    async with StandIn() as stand_in:
+        yield stand_in
+
+
+async def test_only_an_admin_can_reload_the_knowledge_base(api: StandIn, tmp_path: Path) -> None:
+    knowledge = load_knowledge(KNOWLEDGE_DIR)
+    broken = tmp_path / "kb"
+    broken.mkdir()
+    (broken / "a.yaml").write_text("topics:\n  - id: x\n    kind: nope\n")
+    settings = bot_settings(api, tmp_path / "data", ADMIN_IDS="7", KNOWLEDGE_DIR=str(broken))
+    bot = await start_bot(api, settings, knowledge, ScaledClock(speed=1))
+    try:
+        admin, stranger = User(api, user_id=7), User(api, user_id=8)
+        [refused] = await stranger.say("/reload")
+        assert "don't know the command /reload" in refused.text
+        [failed] = await admin.say("/reload")
+        assert "Not reloaded" in failed.text
+        assert "kb/a.yaml:3: topic x.kind: unknown kind 'nope'" in failed.text
+        # The old knowledge base keeps answering.
+        [answer] = await admin.say("how do i do petrissage")
+        assert answer.text.startswith(knowledge.topics["petrissage"].title)
+
+        (broken / "a.yaml").unlink()
+        for source in KNOWLEDGE_DIR.glob("*.yaml"):
+            (broken / source.name).write_text(source.read_text())
+        [reloaded] = await admin.say("/reload")
+        assert f"Reloaded: {knowledge.summary()}" in reloaded.text
+    finally:
+        await bot.close()
