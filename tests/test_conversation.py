@@ -9,18 +9,13 @@ import pytest
 
 from bot.clock import FakeClock
 from bot.conversation import MENU_BUTTONS, Conversation
-from bot.knowledge import KnowledgeBase, load_knowledge
+from bot.knowledge import KnowledgeBase
 from bot.matcher import Matcher
 from bot.replies import ArmTimer, Button, CancelTimer, Response
 from bot.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT = 42
-
-
-@pytest.fixture(scope="module")
-def knowledge() -> KnowledgeBase:
-    return load_knowledge(ROOT / "knowledge")
 
 
 @pytest.fixture(scope="module")

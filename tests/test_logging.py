@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -13,24 +12,6 @@ from bot.logging_setup import REDACTED, RedactingRecordFactory, Redactor, config
 
 TOKEN = "987654321:AAFsecretPartOfTheTokenThatMustNotLeak_xyz"
 SECRET_PART = TOKEN.split(":", 1)[1]
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """configure_logging changes process-wide state; put it back for the next test."""
-    factory = logging.getLogRecordFactory()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "apscheduler")}
-    yield
-    logging.setLogRecordFactory(factory)
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    for name, value in levels.items():
-        logging.getLogger(name).setLevel(value)
 
 
 def test_redactor_replaces_the_token_and_its_url_forms() -> None:

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
+from conftest import KNOWLEDGE_DIR
 from standin import StandIn, User, bot_settings, start_bot
 
 from bot.clock import ScaledClock
-from bot.knowledge import load_knowledge
-
-KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
+from bot.knowledge import KnowledgeBase
 
 
-@pytest.fixture
-async def api() -> AsyncIterator[StandIn]:
-    async with StandIn() as stand_in:
-        yield stand_in
-
-
-async def test_only_an_admin_can_reload_the_knowledge_base(api: StandIn, tmp_path: Path) -> None:
-    knowledge = load_knowledge(KNOWLEDGE_DIR)
+async def test_only_an_admin_can_reload_the_knowledge_base(
+    api: StandIn, tmp_path: Path, knowledge: KnowledgeBase
+) -> None:
     broken = tmp_path / "kb"
     broken.mkdir()
     (broken / "a.yaml").write_text("topics:\n  - id: x\n    kind: nope\n")

@@ -10,25 +10,13 @@ import pytest
 from standin import BOT_USERNAME, BotFixture, Output, StandIn, User, bot_settings, start_bot
 
 from bot.clock import ScaledClock
-from bot.knowledge import KnowledgeBase, load_knowledge
+from bot.knowledge import KnowledgeBase
 from bot.matcher import Matcher
 from bot.replies import Response, reply
 from bot.telegram_app import timer_job_name
 
-KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 # A 3-minute step lasts 0.06 s: whole sessions run in well under a second.
 SPEED = 3000.0
-
-
-@pytest.fixture(scope="module")
-def knowledge() -> KnowledgeBase:
-    return load_knowledge(KNOWLEDGE_DIR)
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[StandIn]:
-    async with StandIn() as stand_in:
-        yield stand_in
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -26,7 +26,7 @@ from telegram import Bot
 from telegram.error import NetworkError
 
 from bot.clock import ScaledClock, SystemClock
-from bot.knowledge import KnowledgeBase, load_knowledge
+from bot.knowledge import KnowledgeBase
 from bot.logging_setup import REDACTED, configure_logging
 from bot.replies import Response
 from bot.telegram_app import SORRY, PendingLimitQueue, run_bot
@@ -42,17 +42,6 @@ RUN_BOT = (
 )
 
 
-@pytest.fixture(scope="module")
-def knowledge() -> KnowledgeBase:
-    return load_knowledge(KNOWLEDGE_DIR)
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[StandIn]:
-    async with StandIn() as stand_in:
-        yield stand_in
-
-
 @pytest.fixture
 async def bot(api: StandIn, tmp_path: Path, knowledge: KnowledgeBase) -> AsyncIterator[BotFixture]:
     running = await start_bot(
@@ -66,23 +55,6 @@ async def bot(api: StandIn, tmp_path: Path, knowledge: KnowledgeBase) -> AsyncIt
 @pytest.fixture
 def ann(api: StandIn) -> User:
     return User(api, user_id=1001)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    factory = logging.getLogRecordFactory()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "apscheduler")}
-    yield
-    logging.setLogRecordFactory(factory)
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    for name, value in levels.items():
-        logging.getLogger(name).setLevel(value)
 
 
 def free_port() -> int:

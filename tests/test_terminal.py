@@ -16,18 +16,13 @@ import pytest
 
 from bot.clock import ScaledClock
 from bot.conversation import Conversation
-from bot.knowledge import KnowledgeBase, load_knowledge
+from bot.knowledge import KnowledgeBase
 from bot.matcher import Matcher
 from bot.store import Store
 from bot.terminal import TerminalChat, format_remaining, run_chat
 
 ROOT = Path(__file__).resolve().parent.parent
 SAFETY_NOS = "no\n" * 5
-
-
-@pytest.fixture(scope="module")
-def knowledge() -> KnowledgeBase:
-    return load_knowledge(ROOT / "knowledge")
 
 
 def lines_reader(text: str):  # type: ignore[no-untyped-def]
