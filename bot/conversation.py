@@ -100,6 +100,10 @@ NONE_OF_THESE = (
     "thing (\"kneading\", \"towels\", \"pillows\"), or browse the topics."
 )
 
+# Said by a front end when handling a message failed; every text a person sees lives here.
+SOMETHING_WENT_WRONG = (
+    "Sorry, something went wrong on my side. Please try again, or send /start."
+)
 STALE_BUTTON = "That button is from an old message, so I've left it alone. Here's the menu."
 UNSUPPORTED = {
     "sticker": "Nice sticker! I can only read text, though.",

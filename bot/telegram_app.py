@@ -90,7 +90,12 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from bot.clock import Clock, SystemClock
-from bot.conversation import COMMANDS, Conversation, build_conversation
+from bot.conversation import (
+    COMMANDS,
+    SOMETHING_WENT_WRONG,
+    Conversation,
+    build_conversation,
+)
 from bot.knowledge import KnowledgeError
 from bot.logging_setup import Redactor, configure_logging, install_redaction
 from bot.replies import ArmTimer, CancelTimer, Response, TimerOrder
@@ -105,7 +110,6 @@ Context = ContextTypes.DEFAULT_TYPE
 
 # The one admin command (ADMIN_IDS): load an edited knowledge base without a restart.
 ADMIN_RELOAD = "reload"
-SORRY = "Sorry, something went wrong on my side. Please try again, or send /start."
 # Handed to the core for a button that is not ours (old version, forged, over 64 bytes): no
 # action has this shape, so the core answers with its "that button is from an old message".
 NOT_OUR_BUTTON = "?"
@@ -473,7 +477,7 @@ class TelegramFrontEnd:
         if chat_id is None:
             return
         try:
-            await context.bot.send_message(chat_id, SORRY)
+            await context.bot.send_message(chat_id, SOMETHING_WENT_WRONG)
         except TelegramError as apology_error:
             # Once: if even the apology fails, the log is all that is left.
             log.warning("could not tell chat %s that something failed: %s", chat_id, apology_error)

@@ -26,10 +26,11 @@ from telegram import Bot
 from telegram.error import NetworkError
 
 from bot.clock import ScaledClock, SystemClock
+from bot.conversation import SOMETHING_WENT_WRONG
 from bot.knowledge import KnowledgeBase
 from bot.logging_setup import REDACTED, configure_logging
 from bot.replies import Response
-from bot.telegram_app import SORRY, PendingLimitQueue, run_bot
+from bot.telegram_app import PendingLimitQueue, run_bot
 from bot.telegram_net import Backoff, ResilientRequest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,7 +135,7 @@ async def test_a_dropped_connection_is_not_retried_for_a_send(api: StandIn, ann:
     # the person is told once that something went wrong.
     api.add_fault("sendMessage", "drop", chat_id=ann.chat_id)
     outputs = await ann.say("/help")
-    assert [o.text for o in outputs] == [SORRY]
+    assert [o.text for o in outputs] == [SOMETHING_WENT_WRONG]
 
 
 @pytest.mark.usefixtures("bot")
@@ -263,7 +264,7 @@ async def test_a_failing_handler_is_logged_with_context_and_the_person_told_once
     bot.conversation.handle_text = broken  # type: ignore[method-assign]
     update_id = api.push(ann.text_update("how do I do petrissage?"))
     [sorry] = await ann.expect(1, 0)
-    assert sorry.text == SORRY
+    assert sorry.text == SOMETHING_WENT_WRONG
     [sentinel] = await ann.say("/help")
     assert api.sent_in(ann.chat_id) == [sorry, sentinel]
     [record] = errors_in(caplog)
