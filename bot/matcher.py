@@ -114,10 +114,12 @@ _STOP_WORDS_TEXT = """
     usually else though although because since until till whether ago soon put im ive id
     kinda sorta goes went gone vs versus
     ill youre theyre whats hows wheres whos thats theres lets someone somebody person people
+    hes shes theyve weve youve youd theyd itll youll theyll heres
     one ones everything something anything nothing mom mum mother mama dad father papa wife husband
     partner girlfriend boyfriend gf bf nan nana gran granny grandma grandmother grandpa grandad
     grandfather son daughter kid kids child children friend friends brother sister auntie
     aunt uncle fiance fiancee hubby wifey mate bro babe
+    patient patients resident residents client clients lady gentleman guy man woman
 """
 STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 
@@ -136,6 +138,8 @@ CHAT_SPELLINGS = {
     "cant": "not", "cannot": "not", "unable": "not", "dont": "not", "doesnt": "not",
     "didnt": "not", "isnt": "not", "arent": "not", "wasnt": "not", "shouldnt": "not",
     "wont": "not", "never": "not", "couldnt": "not", "wouldnt": "not", "aint": "not",
+    "havent": "not", "hasnt": "not", "hadnt": "not", "werent": "not", "neednt": "not",
+    "mustnt": "not",
 }  # fmt: skip
 
 # Numbers say "an amount" ("is 5 mins enough"); spelled or in digits they are one word.
@@ -145,6 +149,10 @@ _NUMBER_WORDS_TEXT = (
 )
 NUMBER_WORDS = frozenset(_NUMBER_WORDS_TEXT.split())
 NUMBER_TOKEN = "num"
+
+# Word forms the suffix stripper would merge with a word of another meaning: "stroking" is
+# the gliding technique, while "stroke" is also the illness ("mum had a stroke").
+STEM_EXCEPTIONS = {"stroking": "stroking", "stroked": "stroking"}
 
 _WORD_PATTERN = re.compile(r"[a-z0-9]+")
 _APOSTROPHES = str.maketrans("", "", "'\u2019\u2018`")
@@ -180,6 +188,8 @@ def stem(word: str) -> str:
     """
     if len(word) <= 3 or word.isdigit():
         return word
+    if word in STEM_EXCEPTIONS:
+        return STEM_EXCEPTIONS[word]
     if word.endswith("ying") and len(word) > 4:
         word = word[:-4] + "ie"  # lying -> lie
     elif word.endswith("ies") and len(word) > 4:
