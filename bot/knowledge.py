@@ -5,7 +5,8 @@ A knowledge file is a YAML mapping with any of these top-level keys:
 - `topics`: a list of topics (fields fixed by `shared/kb-contract.md`, plus an optional
   `checklist` of items that can be ticked off, used by the `equipment` topic);
 - `sessions`: a list of guided sessions, each with `id`, `title`, `summary`, optional
-  `equipment` (checklist items) and `steps` (`title`, `text`, optional `seconds`);
+  `equipment` (checklist items), optional `aftercare` (lines for the closing summary) and
+  `steps` (`title`, `text`, optional `seconds`);
 - `safety_check`: yes/no screening questions asked before a guided session starts;
 - `out_of_scope`: phrasings the matcher must never answer directly ("car oil").
 
@@ -86,6 +87,7 @@ class GuidedSession:
     summary: str
     steps: tuple[Step, ...]
     equipment: tuple[str, ...] = ()
+    aftercare: tuple[str, ...] = ()  # lines shown in the summary once steps were done
 
     @property
     def total_seconds(self) -> int:
@@ -325,6 +327,7 @@ def _parse_session(node: _Node, file: str, where: str, out: _Collector) -> Guide
         summary=_text(node, "summary", file, where, out),
         steps=tuple(steps),
         equipment=_texts(node, "equipment", file, where, out, required=False),
+        aftercare=_texts(node, "aftercare", file, where, out, required=False),
     )
 
 

@@ -73,23 +73,6 @@ EARLY_FIRE_TOLERANCE = 1.0
 RUN_ID_PATTERN = re.compile(r"^[0-9a-z]{1,12}$")
 ACTION_PREFIX = "s"
 
-# Aftercare for the person who was massaged; a bedside rub is for someone in bed, often frail,
-# so what matters after it is different.
-AFTERCARE = (
-    "• Wipe off any excess oil with a warm towel.",
-    "• Keep them warm: cover the back and let them rest for a few minutes.",
-    "• Offer a glass of water, and suggest getting up slowly.",
-    "• Wash your hands.",
-)
-BEDSIDE_AFTERCARE = (
-    "• Wipe off excess lotion so the skin is dry, not slippery.",
-    "• Leave them comfortable: repositioned with pillows, sheets smooth and dry, covered and warm.",
-    "• Tell the nurse or doctor about any skin changes: red patches that don't fade, broken "
-    "skin or sores.",
-    "• Offer a drink if they are allowed one, and wash your hands.",
-)
-BEDSIDE_SESSION_IDS = frozenset({"bedside-back-rub"})
-
 SAFETY_ADVICE = (
     "That can make a massage unsafe. Please ask a doctor, nurse or physiotherapist before "
     "massaging: they can say whether it is safe and what to avoid.\n\n"
@@ -676,9 +659,8 @@ class SessionEngine:
             f"Steps done: {state.steps_done} of {len(session.steps)}",
             f"Time taken: {format_duration(self.clock.now() - state.started_at)}",
         ]
-        if state.steps_done:
-            aftercare = BEDSIDE_AFTERCARE if session.id in BEDSIDE_SESSION_IDS else AFTERCARE
-            lines += ["", "Aftercare:", *aftercare]
+        if state.steps_done and session.aftercare:
+            lines += ["", "Aftercare:", *(f"• {line}" for line in session.aftercare)]
         title = "⏹ Session stopped" if stopped else "🎉 Session complete"
         return None, Response((Reply("\n".join(lines), title=title),), timer=CancelTimer())
 

@@ -180,6 +180,7 @@ def test_real_knowledge_base_meets_the_contract(real_kb) -> None:  # type: ignor
         assert topic_id in real_kb.topics
     for session_id in REQUIRED_SESSION_IDS:
         assert real_kb.sessions[session_id].steps
+        assert real_kb.sessions[session_id].aftercare
 
 
 def test_contract_ids_match_the_shared_contract() -> None:
