@@ -77,6 +77,9 @@ SATURATION_WORDS = 3.0
 COVERAGE_SHARE = 0.5
 PHRASING_SHARE = 0.5
 
+# How strongly an out-of-scope phrasing's words point at the out-of-scope entry.
+OUT_OF_SCOPE_EVIDENCE = QUESTION_WEIGHT
+
 # Evidence from a title, alias or example question, not just answer text.
 STRONG_EVIDENCE = CENTRAL_BASE * QUESTION_WEIGHT
 
@@ -510,12 +513,19 @@ class Matcher:
         asked = frozenset(query)
         for index in chosen:
             phrasing = 0.0
+            best_overlap = 0.0
             for candidate in self._phrasings[index]:
                 if candidate.terms.isdisjoint(asked):  # most are; set operations run in C
                     continue
                 overlap = sum(query[term] for term in candidate.terms & asked)
+                best_overlap = max(best_overlap, overlap)
                 phrasing = max(phrasing, overlap / math.sqrt(total * candidate.weight))
             share = coverage[index] / total
+            if index == out_of_scope:
+                # The out-of-scope phrasings are unrelated to each other ("car oil", "massage
+                # my feet", "treat a burn at home"): together they "cover" any long message
+                # about oil, feet and home. Only the nearest single phrasing counts.
+                share = min(share, OUT_OF_SCOPE_EVIDENCE * best_overlap / total)
             score = 100.0 * min(1.0, COVERAGE_SHARE * share + PHRASING_SHARE * phrasing)
             strong = any(self._postings[t].get(index, 0.0) >= STRONG_EVIDENCE for t in asked)
             scored.append(_Scored(index, score, strong))
