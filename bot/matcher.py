@@ -50,6 +50,10 @@ MAX_CORRECTIONS = 24
 # Longer "words" are keyboard mashing or pasted codes: not worth a fuzzy look-up.
 MAX_WORD_LENGTH = 30
 MAX_CANDIDATES = 3
+# A message of at most this many knowledge-base words that also holds a word the knowledge
+# base never uses ("massage oil for my beard", "knead pasta dough") is asked back, not
+# answered: the unknown word is likely what it is about.
+SHORT_KNOWN_TERMS = 3
 # An out-of-scope phrasing counts as said when its words come with at most this many other
 # words between them ("knead some bread dough", "massage my legs").
 PHRASE_SLACK = 1
@@ -123,6 +127,7 @@ _STOP_WORDS_TEXT = """
     grandfather son daughter kid kids child children friend friends brother sister auntie
     aunt uncle fiance fiancee hubby wifey mate bro babe
     patient patients resident residents client clients lady gentleman guy man woman
+    nah nice lovely alright honestly literally obviously involve involves improve
 """
 STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 
@@ -134,7 +139,8 @@ CHAT_SPELLINGS = {
     "wud": "would", "abt": "about", "bc": "because", "coz": "because", "cos": "because",
     "cuz": "because", "tho": "though", "thru": "through", "n": "and", "w": "with",
     "mins": "minutes", "min": "minute", "hr": "hour", "hrs": "hours", "sec": "second",
-    "secs": "seconds", "tummy": "stomach",
+    "secs": "seconds", "tummy": "stomach", "shd": "should", "safest": "safe", "safer": "safe",
+    "achy": "aching", "stick": "put", "shove": "put", "chuck": "put", "pop": "put",
     "belly": "stomach", "massge": "massage", "bcuz": "because", "diff": "difference",
     # Negation decides between topics ("when not to massage", "can't lie face down"), in
     # whatever form it is typed.
@@ -193,8 +199,8 @@ def stem(word: str) -> str:
         return word
     if word in STEM_EXCEPTIONS:
         return STEM_EXCEPTIONS[word]
-    if word.endswith("ying") and len(word) > 4:
-        word = word[:-4] + "ie"  # lying -> lie
+    if word.endswith("ying") and not any(ch in "aeiou" for ch in word[:-4]):
+        word = word[:-4] + "ie"  # lying -> lie, but buying -> buy, playing -> play
     elif word.endswith("ies") and len(word) > 4:
         word = word[:-3] + "y"
     elif word.endswith("sses"):
@@ -266,7 +272,14 @@ class Matcher:
         # How often the knowledge base uses each word: between equally close corrections
         # the commoner word is the likelier one ("paitents": patients, not parents).
         self._uses: dict[str, int] = {}
-        fields = [[(weight, self._terms_of(text)) for weight, text in entry] for entry in texts]
+        # Words of titles, aliases, example questions and out-of-scope phrasings: the ones a
+        # typo is corrected to. A word only an answer uses is a poor guess ("pasta" is not
+        # the "paste" talc makes with oil, "certain" not the "curtain" round a bed).
+        self._phrase_words: set[str] = set()
+        fields = [
+            [(weight, self._terms_of(text, weight > ANSWER_WEIGHT)) for weight, text in entry]
+            for entry in texts
+        ]
 
         # evidence[i][term]: how strongly the term points at entry i. The strongest field
         # that uses it sets the scale; a term used across many of the entry's phrasings is
@@ -331,16 +344,20 @@ class Matcher:
 
         # Correction candidates by first letter and length: a typo keeps both, nearly.
         self._by_start: dict[tuple[str, int], list[str]] = {}
-        for word in self._surface:
-            self._by_start.setdefault((word[0], len(word)), []).append(word)
+        for word, term in self._surface.items():
+            if not term or word in self._phrase_words:
+                self._by_start.setdefault((word[0], len(word)), []).append(word)
         # Sorted knowledge-base words, for completing a half-typed last word in search.
         self._sorted_words = sorted(word for word, term in self._surface.items() if term)
 
-    def _terms_of(self, text: str) -> list[str]:
-        """Content terms of a knowledge-base text, recording each word in the vocabulary."""
+    def _terms_of(self, text: str, phrase: bool) -> list[str]:
+        """Content terms of a knowledge-base text, recording each word in the vocabulary;
+        `phrase` when the text is a title, alias or question, not answer text."""
         terms = []
         for word in map(_canonical, raw_words(text)):
             self._uses[word] = self._uses.get(word, 0) + 1
+            if phrase:
+                self._phrase_words.add(word)
             term = self._surface.get(word)
             if term is None:
                 term = self._surface[word] = stem(word)
@@ -365,7 +382,7 @@ class Matcher:
         if length < 4:
             return None  # too short to tell a typo from another word ("car", "bar")
         swapped = word[1] + word[0] + word[2:]
-        if swapped in self._surface:
+        if swapped in self._phrase_words or self._surface.get(swapped) == "":
             return swapped
         limit = 1 if length <= 5 else 2
         pool: list[str] = []
@@ -552,8 +569,11 @@ class Matcher:
         close = [s for s in topics[:MAX_CANDIDATES] if s.score >= floor]
         candidates = tuple(self._candidate(s) for s in close)
         runner_up = topics[1].score if len(topics) > 1 else 0.0
+        known = sum(1 for t in message.terms if t.known)
+        unknown = len(message.terms) - known
         if (
             top.strong
+            and not (unknown and known <= SHORT_KNOWN_TERMS)
             and top.score >= ANSWER_MIN
             and top.score - runner_up >= ANSWER_MARGIN
             and top.score - out_of_scope >= ANSWER_MARGIN
