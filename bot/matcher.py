@@ -50,9 +50,9 @@ MAX_CORRECTIONS = 24
 # Longer "words" are keyboard mashing or pasted codes: not worth a fuzzy look-up.
 MAX_WORD_LENGTH = 30
 MAX_CANDIDATES = 3
-# A message of at most this many knowledge-base words that also holds a word the knowledge
-# base never uses ("massage oil for my beard", "knead pasta dough") is asked back, not
-# answered: the unknown word is likely what it is about.
+# A message of at most this many topic words that also holds a word no topic uses ("massage
+# oil for my beard", "knead pasta dough") is asked back, not answered: the unknown word is
+# likely what it is about.
 SHORT_KNOWN_TERMS = 3
 # An out-of-scope phrasing counts as said when its words come with at most this many other
 # words between them ("knead some bread dough", "massage my legs").
@@ -127,7 +127,8 @@ _STOP_WORDS_TEXT = """
     grandfather son daughter kid kids child children friend friends brother sister auntie
     aunt uncle fiance fiancee hubby wifey mate bro babe
     patient patients resident residents client clients lady gentleman guy man woman
-    nah nice lovely alright honestly literally obviously involve involves improve
+    nah nice lovely alright honestly literally obviously involve involves improve properly
+    correctly
 """
 STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 
@@ -140,7 +141,8 @@ CHAT_SPELLINGS = {
     "cuz": "because", "tho": "though", "thru": "through", "n": "and", "w": "with",
     "mins": "minutes", "min": "minute", "hr": "hour", "hrs": "hours", "sec": "second",
     "secs": "seconds", "tummy": "stomach", "shd": "should", "safest": "safe", "safer": "safe",
-    "achy": "aching", "stick": "put", "shove": "put", "chuck": "put", "pop": "put",
+    "achy": "aching", "shaky": "shaking",
+    "stick": "put", "shove": "put", "chuck": "put", "pop": "put",
     "belly": "stomach", "massge": "massage", "bcuz": "because", "diff": "difference",
     # Negation decides between topics ("when not to massage", "can't lie face down"), in
     # whatever form it is typed.
@@ -360,7 +362,9 @@ class Matcher:
                 self._phrase_words.add(word)
             term = self._surface.get(word)
             if term is None:
-                term = self._surface[word] = stem(word)
+                term = stem(word)
+                # A form of a stop word ("tells", "says") is one too.
+                term = self._surface[word] = "" if term in STOP_WORDS else term
             if term:
                 terms.append(term)
         return terms
@@ -425,8 +429,12 @@ class Matcher:
                 add(position, joined, 1.0)
             previous = word
             term = self._surface.get(word)
-            if term is None and stem(word) in self._idf:
-                term = stem(word)
+            if term is None:
+                stemmed = stem(word)
+                if stemmed in STOP_WORDS:
+                    term = ""
+                elif stemmed in self._idf:
+                    term = stemmed
             if term is not None:
                 if term:  # "" is a stop word only the knowledge base spells this way
                     add(position, term, 1.0)
@@ -569,8 +577,12 @@ class Matcher:
         close = [s for s in topics[:MAX_CANDIDATES] if s.score >= floor]
         candidates = tuple(self._candidate(s) for s in close)
         runner_up = topics[1].score if len(topics) > 1 else 0.0
-        known = sum(1 for t in message.terms if t.known)
-        unknown = len(message.terms) - known
+        # Words only out-of-scope phrasings use ("car", "hair") count as unknown here too.
+        foreign = len(self._ids) - 1
+        unknown = sum(
+            1 for t in message.terms if not t.known or self._postings[t.term].keys() == {foreign}
+        )
+        known = len(message.terms) - unknown
         if (
             top.strong
             and not (unknown and known <= SHORT_KNOWN_TERMS)
