@@ -17,11 +17,12 @@ How a message is scored (every index is built once, in the constructor):
 3. Topic score = how much of the message the topic's vocabulary explains (titles and aliases
    count fully, example questions a little less, the answer text weakly) blended with how
    closely the message matches the topic's single best title, alias or example question.
-4. The knowledge base's `out_of_scope` phrasings form a pseudo-topic: when the message is
-   nearer to one of them than to any topic, or when the best topic is supported only by words
-   from answer text, the matcher does not answer.
-5. Answer when the top score is high enough and clearly ahead of the next; otherwise clarify
-   with the close runners-up; otherwise fall back.
+4. The knowledge base's `out_of_scope` phrasings form a pseudo-topic, scored by its nearest
+   single phrasing: when the message is nearer to one of them than to any topic, or when the
+   best topic is supported only by words from answer text, the matcher does not answer.
+5. Answer when the top score is high enough and clearly ahead of the next, and the message is
+   not a short one holding a word no topic uses ("massage oil for my beard"); otherwise
+   clarify with the close runners-up; otherwise fall back.
 """
 
 from __future__ import annotations
