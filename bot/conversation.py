@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.checklist import checklist_reply
@@ -151,6 +151,7 @@ class Conversation:
     matcher: Matcher
     store: Store
     clock: Clock
+    engine: SessionEngine = field(init=False)
 
     def __post_init__(self) -> None:
         self.engine = SessionEngine(self.knowledge, self.clock)
