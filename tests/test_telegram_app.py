@@ -96,9 +96,13 @@ async def test_a_question_is_answered_with_bold_title_and_related_buttons(
 async def test_an_unsure_match_offers_did_you_mean(
     api: StandIn, ann: User, knowledge: KnowledgeBase
 ) -> None:
-    match = Matcher(knowledge).match("oil")
-    assert match.decision == "clarify", "pick a query the matcher is unsure about"
-    [question] = await ann.say("oil")
+    # Whichever of these vague messages the matcher is unsure about (tuning may move them).
+    matcher = Matcher(knowledge)
+    candidates = ("strokes", "oil", "back", "hands")
+    vague = [q for q in candidates if matcher.match(q).decision == "clarify"]
+    assert vague, "one of these vague messages should get a did-you-mean"
+    match = matcher.match(vague[0])
+    [question] = await ann.say(vague[0])
     labels = [label for label, _ in question.buttons]
     assert 2 <= len(labels) <= 4
     assert labels[-1] == "None of these"
