@@ -24,7 +24,13 @@ from bot.knowledge import (
 )
 from bot.matcher import Match, Matcher
 from bot.replies import Button, CancelTimer, Reply, Response, reply
-from bot.session import SessionCommand, SessionEngine, SessionState, parse_command
+from bot.session import (
+    SessionCommand,
+    SessionEngine,
+    SessionState,
+    TimerPhase,
+    parse_command,
+)
 from bot.settings import Settings
 from bot.store import Store
 
@@ -111,6 +117,12 @@ UNSUPPORTED = {
     "to a nurse or doctor.",
 }
 UNSUPPORTED_DEFAULT = "I can only read text messages."
+
+
+@dataclass(frozen=True)
+class Countdown:
+    seconds_left: float
+    paused: bool
 
 
 def topic_reply(topic: Topic, knowledge: KnowledgeBase) -> Response:
@@ -292,10 +304,13 @@ class Conversation:
         log.info("knowledge base reloaded: %s", knowledge.summary())
         return reply(f"Reloaded: {knowledge.summary()}.", title="Knowledge base")
 
-    def step_time_left(self, chat_id: int) -> float | None:
-        """Seconds left on the running step's timer, for a front end's countdown."""
+    def step_countdown(self, chat_id: int) -> Countdown | None:
+        """Time left on the running step's timer, for a front end's countdown."""
         state = self._load_state(chat_id)
-        return None if state is None else self.engine.remaining(state)
+        remaining = None if state is None else self.engine.remaining(state)
+        if state is None or remaining is None:
+            return None
+        return Countdown(seconds_left=remaining, paused=state.timer is TimerPhase.PAUSED)
 
     # --- menus ---------------------------------------------------------------------------
 

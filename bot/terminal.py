@@ -102,10 +102,11 @@ class TerminalChat:
         self.show(self.conversation.handle_timer(self.chat_id, timer.token))
 
     def prompt(self) -> str:
-        remaining = self.conversation.step_time_left(self.chat_id)
-        if remaining is None:
+        countdown = self.conversation.step_countdown(self.chat_id)
+        if countdown is None:
             return "> "
-        return f"[{format_remaining(remaining)} left] > "
+        state = "paused" if countdown.paused else "left"
+        return f"[{format_remaining(countdown.seconds_left)} {state}] > "
 
     def start(self) -> None:
         self.show(self.conversation.handle_start(self.chat_id))

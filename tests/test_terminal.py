@@ -165,3 +165,17 @@ def test_ctrl_c_leaves_cleanly(tmp_path: Path, output_lines: list[subprocess.Pop
     assert process.returncode == 0
     assert "Bye" in out
     assert "Traceback" not in err
+
+
+def test_prompt_counts_down_and_shows_a_pause(knowledge: KnowledgeBase, tmp_path: Path) -> None:
+    clock = ScaledClock(speed=1)
+    with Store.open(tmp_path / "terminal.sqlite3") as store:
+        conversation = Conversation(knowledge, Matcher(knowledge), store, clock)
+        chat = TerminalChat(conversation=conversation, clock=clock, out=io.StringIO())
+        assert chat.prompt() == "> "
+        for line in ("/session", "2", *SAFETY_NOS.split(), "ready", "next", "next", "next"):
+            chat.handle_line(line)
+        # Step 4 of the quick massage lasts 2 min 30 s.
+        assert chat.prompt() in ("[2:30 left] > ", "[2:29 left] > ")
+        chat.handle_line("pause")
+        assert chat.prompt().endswith(" paused] > ")
