@@ -171,17 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    command = args.command or "chat"
-    if command == "chat" and not hasattr(args, "speed"):
-        args = build_parser().parse_args(["chat"])
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(arguments or ["chat"])  # the chat is the default
+    command = args.command
     try:
         settings = load_settings()
         if command == "check":
             return cmd_check(args, settings)
         if command == "run":
             return cmd_run(settings)
-        if args.command == "chat" and args.speed <= 0:
+        if command == "chat" and args.speed <= 0:
             raise SettingsError("--speed must be positive")
         knowledge = load_knowledge(_knowledge_dir(args, settings))
         if command == "ask":

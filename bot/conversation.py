@@ -11,6 +11,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bot.checklist import checklist_reply
 from bot.clock import Clock
@@ -259,11 +260,8 @@ class Conversation:
         """At start-up: bring every saved session back, honestly, after a stop or crash."""
         restored: list[tuple[int, Response]] = []
         for chat_id, data in self.store.active_sessions():
-            try:
-                state = SessionState.from_dict(data)
-            except ValueError as error:
-                log.warning("dropping unreadable session of chat %s: %s", chat_id, error)
-                self.store.delete_session(chat_id)
+            state = self._decode_state(chat_id, data)
+            if state is None:
                 continue
             outcome = self.engine.restore(state)
             restored.append((chat_id, self._session_act(chat_id, state, outcome)))
@@ -458,8 +456,10 @@ class Conversation:
 
     def _load_state(self, chat_id: int) -> SessionState | None:
         data = self.store.load_session(chat_id)
-        if data is None:
-            return None
+        return None if data is None else self._decode_state(chat_id, data)
+
+    def _decode_state(self, chat_id: int, data: dict[str, Any]) -> SessionState | None:
+        """A stored session, or None (and the row dropped) when it cannot be read back."""
         try:
             return SessionState.from_dict(data)
         except ValueError as error:

@@ -19,6 +19,7 @@ from bot.conversation import Conversation
 from bot.replies import ArmTimer, Button, CancelTimer, Response
 
 TERMINAL_CHAT_ID = 0
+GOODBYE = "Bye! Your progress is saved.\n"
 QUIT_WORDS = frozenset({"/quit", "/exit", "quit", "exit", "bye"})
 
 
@@ -181,14 +182,14 @@ def run_chat(
             if item is _EOF:
                 input_open = False
                 if interactive:
-                    chat.out.write("\nBye! Your progress is saved.\n")
+                    chat.out.write("\n" + GOODBYE)
                     return 0
                 continue
             if not chat.handle_line(str(item)):
-                chat.out.write("Bye! Your progress is saved.\n")
+                chat.out.write(GOODBYE)
                 return 0
             chat.fire_timer_if_due()
             ask_for_input()
     except KeyboardInterrupt:
-        chat.out.write("\nBye! Your progress is saved.\n")
+        chat.out.write("\n" + GOODBYE)
         return 0
