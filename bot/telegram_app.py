@@ -58,9 +58,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from telegram import (
-    Bot,
     BotCommand,
-    LinkPreviewOptions,
     Message,
     MessageEntity,
     Update,
@@ -79,8 +77,8 @@ from telegram.ext import (
     ApplicationBuilder,
     ApplicationHandlerStop,
     BaseUpdateProcessor,
+    CallbackContext,
     CallbackQueryHandler,
-    ContextTypes,
     InlineQueryHandler,
     JobQueue,
     MessageHandler,
@@ -101,12 +99,13 @@ from bot.logging_setup import Redactor, configure_logging, install_redaction
 from bot.replies import ArmTimer, CancelTimer, Response, TimerOrder
 from bot.settings import Settings, SettingsError
 from bot.store import StoreError
-from bot.telegram_net import Backoff, ResilientRequest, is_harmless
+from bot.telegram_net import Backoff, ReplyBot, ResilientRequest, is_harmless
 from bot.telegram_render import OutgoingMessage, decode_callback, inline_result, render_reply
 
 log = logging.getLogger(__name__)
 
-Context = ContextTypes.DEFAULT_TYPE
+# Handlers see the ReplyBot that build_application gives the application.
+Context = CallbackContext[ReplyBot, dict[Any, Any], dict[Any, Any], dict[Any, Any]]
 
 # The one admin command (ADMIN_IDS): load an edited knowledge base without a restart.
 ADMIN_RELOAD = "reload"
@@ -123,8 +122,6 @@ ATTACHMENT_KINDS = (
     "venue", "location", "contact", "poll", "dice", "game", "story",
 )  # fmt: skip
 EXIT_FAILURE = 1
-# A link in an answer should stay a link, not grow a preview card bigger than the answer.
-NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 
 def timer_job_name(chat_id: int) -> str:
@@ -486,7 +483,7 @@ class TelegramFrontEnd:
 
     async def deliver(
         self,
-        bot: Bot,
+        bot: ReplyBot,
         job_queue: JobQueue[Any] | None,
         chat_id: int,
         response: Response,
@@ -525,15 +522,11 @@ class TelegramFrontEnd:
             chat_id=chat_id,
         )
 
-    async def send(self, bot: Bot, chat_id: int, message: OutgoingMessage) -> bool:
+    async def send(self, bot: ReplyBot, chat_id: int, message: OutgoingMessage) -> bool:
         """Send one message; False when the chat is gone and nothing more should be sent."""
         try:
-            await bot.send_message(
-                chat_id,
-                message.html,
-                parse_mode=message.parse_mode,
-                reply_markup=message.markup,
-                link_preview_options=NO_PREVIEW,
+            await bot.send_text(
+                chat_id, message.html, parse_mode=message.parse_mode, reply_markup=message.markup
             )
         except TimedOut:
             log.warning(
@@ -544,16 +537,15 @@ class TelegramFrontEnd:
             return False
         return True
 
-    async def edit(self, bot: Bot, target: Message, message: OutgoingMessage) -> bool:
+    async def edit(self, bot: ReplyBot, target: Message, message: OutgoingMessage) -> bool:
         """Replace `target` with `message`; False when it cannot be edited (send instead)."""
         try:
-            await bot.edit_message_text(
+            await bot.edit_text(
+                target.chat.id,
+                target.message_id,
                 message.html,
-                chat_id=target.chat.id,
-                message_id=target.message_id,
                 parse_mode=message.parse_mode,
                 reply_markup=message.markup,
-                link_preview_options=NO_PREVIEW,
             )
         except BadRequest as error:
             if is_harmless(error):
@@ -600,27 +592,26 @@ def build_application(
         "pool_timeout": options.pool_timeout,
     }
     limits = options.rate_limits
+    bot = ReplyBot(
+        token=settings.token,
+        base_url=settings.base_url,
+        base_file_url=settings.base_file_url,
+        request=ResilientRequest(
+            options.send_retry, connection_pool_size=options.connection_pool_size, **timeouts
+        ),
+        # The updater retries polling by itself, with its own backoff.
+        get_updates_request=HTTPXRequest(connection_pool_size=1, **timeouts),
+        rate_limiter=AIORateLimiter(
+            overall_max_rate=limits.overall_per_second,
+            overall_time_period=1,
+            group_max_rate=limits.group_per_minute,
+            group_time_period=60,
+            max_retries=limits.max_retries,
+        ),
+    )
     app = (
         ApplicationBuilder()
-        .token(settings.token)
-        .base_url(settings.base_url)
-        .base_file_url(settings.base_file_url)
-        .request(
-            ResilientRequest(
-                options.send_retry, connection_pool_size=options.connection_pool_size, **timeouts
-            )
-        )
-        # The updater retries polling by itself, with its own backoff.
-        .get_updates_request(HTTPXRequest(connection_pool_size=1, **timeouts))
-        .rate_limiter(
-            AIORateLimiter(
-                overall_max_rate=limits.overall_per_second,
-                overall_time_period=1,
-                group_max_rate=limits.group_per_minute,
-                group_time_period=60,
-                max_retries=limits.max_retries,
-            )
-        )
+        .bot(bot)
         .concurrent_updates(ChatOrderedProcessor(options.concurrent_updates, front.locks))
         .update_queue(PendingLimitQueue(options.max_pending_updates))
         .job_queue(JobQueue())

@@ -1,4 +1,4 @@
-"""How the bot talks to the Bot API when the network or Telegram misbehaves.
+"""How the bot talks to the Bot API: cheaply when all is well, carefully when it is not.
 
 Out of the box python-telegram-bot retries nothing but 429s (and only with its rate limiter).
 The rule here is about duplicates: a request may be repeated only when Telegram cannot have
@@ -13,6 +13,13 @@ acted on it.
 - 429 Too Many Requests is retried by PTB's `AIORateLimiter` (`max_retries`), which waits the
   `retry_after` Telegram asks for.
 
+Cost per message (measured with bench/bench_telegram.py). PTB form-encodes every call,
+percent-escaping each byte of a long HTML answer and its JSON keyboard in Python, and turns
+every answer Telegram gives into a `Message`; for a reply with buttons the two together cost
+more than finding the answer. `ResilientRequest` sends parameters as one JSON body (the Bot
+API takes JSON for every method but uploads, which stay multipart), and `ReplyBot` sends and
+edits messages without parsing the echo of what it sent, which nothing here reads.
+
 Two Bot API complaints are harmless by nature and only logged at debug: "message is not
 modified" (an edit that changes nothing, e.g. a double tap) and "query is too old" (a button
 pressed long ago, or while the bot was down, can no longer be answered).
@@ -21,13 +28,16 @@ pressed long ago, or while the bot was down, can no longer be answered).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from telegram.error import BadRequest, NetworkError
+from telegram import InlineKeyboardMarkup, LinkPreviewOptions
+from telegram.error import BadRequest, NetworkError, TimedOut
+from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest, RequestData
 
 log = logging.getLogger(__name__)
@@ -38,6 +48,9 @@ HARMLESS_BAD_REQUESTS = (
     "query id is invalid",
 )
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+JSON_HEADERS = {"Content-Type": "application/json"}
+# A link in an answer should stay a link, not grow a preview card bigger than the answer.
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 
 @dataclass(frozen=True)
@@ -78,8 +91,14 @@ def endpoint_of(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
+def _given(value: Any, default: float | None) -> float | None:
+    """A timeout passed to a call, or the client's own when the call left it at PTB's default."""
+    return default if value is HTTPXRequest.DEFAULT_NONE else value
+
+
 class ResilientRequest(HTTPXRequest):
-    """HTTPXRequest that repeats a request only when it provably never left this machine."""
+    """HTTPXRequest that repeats a request only when it provably never left this machine,
+    and sends parameters as JSON."""
 
     def __init__(
         self,
@@ -104,15 +123,24 @@ class ResilientRequest(HTTPXRequest):
         delays = self._backoff.delays()
         while True:
             try:
-                return await super().do_request(
-                    url,
-                    method,
-                    request_data=request_data,
-                    read_timeout=read_timeout,
-                    write_timeout=write_timeout,
-                    connect_timeout=connect_timeout,
-                    pool_timeout=pool_timeout,
+                if request_data is None or request_data.contains_files:
+                    return await super().do_request(
+                        url,
+                        method,
+                        request_data=request_data,
+                        read_timeout=read_timeout,
+                        write_timeout=write_timeout,
+                        connect_timeout=connect_timeout,
+                        pool_timeout=pool_timeout,
+                    )
+                defaults = self._client.timeout
+                timeout = httpx.Timeout(
+                    connect=_given(connect_timeout, defaults.connect),
+                    read=_given(read_timeout, defaults.read),
+                    write=_given(write_timeout, defaults.write),
+                    pool=_given(pool_timeout, defaults.pool),
                 )
+                return await self._post_json(url, request_data, timeout)
             except NetworkError as error:
                 delay = next(delays, None)
                 if delay is None or not never_sent(error):
@@ -122,3 +150,70 @@ class ResilientRequest(HTTPXRequest):
                     endpoint_of(url), type(error.__cause__).__name__, delay,
                 )
                 await self._sleep(delay)
+
+    async def _post_json(
+        self, url: str, request_data: RequestData, timeout: httpx.Timeout
+    ) -> tuple[int, bytes]:
+        """One POST with the parameters as a JSON body; httpx errors become PTB's, as
+        HTTPXRequest does it, so retries and error handling see no difference."""
+        if self._client.is_closed:
+            raise RuntimeError("This ResilientRequest is not initialized")
+        body = json.dumps(request_data.parameters, ensure_ascii=False).encode()
+        try:
+            response = await self._client.post(
+                url, content=body, headers={**JSON_HEADERS, "User-Agent": self.USER_AGENT},
+                timeout=timeout,
+            )
+        except httpx.TimeoutException as error:
+            raise TimedOut(f"httpx.{type(error).__name__}") from error
+        except httpx.HTTPError as error:
+            raise NetworkError(f"httpx.{type(error).__name__}: {error}") from error
+        return response.status_code, response.content
+
+
+class ReplyBot(ExtBot[None]):
+    """PTB's ExtBot, plus a send and an edit that do not parse the message Telegram echoes.
+
+    They go through the same `_post` as PTB's own methods (rate limiter, retries, errors), so
+    only the unused `Message` is skipped. Links get no preview card.
+    """
+
+    async def send_text(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        parse_mode: str | None = None,
+        reply_markup: InlineKeyboardMarkup | None = None,
+    ) -> None:
+        await self._post(
+            "sendMessage",
+            {
+                "chat_id": chat_id,
+                "text": text,
+                "parse_mode": parse_mode,
+                "reply_markup": reply_markup,
+                "link_preview_options": NO_PREVIEW,
+            },
+        )
+
+    async def edit_text(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        parse_mode: str | None = None,
+        reply_markup: InlineKeyboardMarkup | None = None,
+    ) -> None:
+        await self._post(
+            "editMessageText",
+            {
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "text": text,
+                "parse_mode": parse_mode,
+                "reply_markup": reply_markup,
+                "link_preview_options": NO_PREVIEW,
+            },
+        )

@@ -277,6 +277,7 @@ class StandIn:
         self._closed = asyncio.Event()
         self._redeliveries: list[dict[str, Any]] = []
         self.received: dict[str, int] = {}  # requests per method, counted on arrival
+        self.content_types: dict[str, str] = {}  # the latest request's body type, per method
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -474,6 +475,7 @@ class StandIn:
             return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
         token, method = match.group(1), match.group(2)
         self.received[method] = self.received.get(method, 0) + 1
+        self.content_types[method] = headers.get("content-type", "")
         if method == "getUpdates":
             self._notify()  # someone may be waiting for the bot to start polling
         if token not in self.tokens:

@@ -22,8 +22,8 @@ from standin import (
     fast_options,
     start_bot,
 )
-from telegram import Bot
-from telegram.error import NetworkError
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import NetworkError, TimedOut
 
 from bot.clock import ScaledClock, SystemClock
 from bot.conversation import SOMETHING_WENT_WRONG
@@ -31,7 +31,7 @@ from bot.knowledge import KnowledgeBase
 from bot.logging_setup import REDACTED, configure_logging
 from bot.replies import Response
 from bot.telegram_app import PendingLimitQueue, run_bot
-from bot.telegram_net import Backoff, ResilientRequest
+from bot.telegram_net import Backoff, ReplyBot, ResilientRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 KNOWLEDGE_DIR = ROOT / "knowledge"
@@ -113,6 +113,26 @@ async def test_a_request_that_was_never_sent_is_retried(api: StandIn) -> None:
         await bot.send_message(7, "<b>hello</b>", parse_mode="HTML")
     assert attempts == [0.01, 0.02]
     assert [o.text for o in api.sent_in(7)] == ["hello"]
+
+
+async def test_parameters_travel_as_json_and_arrive_intact(api: StandIn) -> None:
+    request = ResilientRequest(Backoff(attempts=1, first_delay=0.01))
+    markup = InlineKeyboardMarkup([[InlineKeyboardButton("Next ▶", callback_data="1|s:n:1:2")]])
+    async with ReplyBot(TOKEN, base_url=api.base_url, request=request) as bot:
+        await bot.send_text(7, "<b>Ça &amp; 'רגל'</b> 5 &lt; 6", parse_mode="HTML",
+                            reply_markup=markup)
+    assert api.content_types["sendMessage"].startswith("application/json")
+    [sent] = api.sent_in(7)
+    assert sent.text == "Ça & 'רגל' 5 < 6"
+    assert sent.buttons == [("Next ▶", "1|s:n:1:2")]
+
+
+async def test_a_timeout_given_to_one_call_overrides_the_default(api: StandIn) -> None:
+    api.add_fault("sendMessage", "hang", seconds=30.0)
+    request = ResilientRequest(Backoff(attempts=1, first_delay=0.01), read_timeout=30.0)
+    async with asyncio.timeout(10), Bot(TOKEN, base_url=api.base_url, request=request) as bot:
+        with pytest.raises(TimedOut):
+            await bot.send_message(7, "hello", read_timeout=0.2)
 
 
 async def test_retries_are_bounded(api: StandIn) -> None:
