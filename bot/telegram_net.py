@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from telegram import InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.error import BadRequest, NetworkError, TimedOut
 from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest, RequestData
@@ -50,7 +49,7 @@ HARMLESS_BAD_REQUESTS = (
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 JSON_HEADERS = {"Content-Type": "application/json"}
 # A link in an answer should stay a link, not grow a preview card bigger than the answer.
-NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+NO_PREVIEW = {"is_disabled": True}  # LinkPreviewOptions as JSON
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,8 @@ class ReplyBot(ExtBot[None]):
     """PTB's ExtBot, plus a send and an edit that do not parse the message Telegram echoes.
 
     They go through the same `_post` as PTB's own methods (rate limiter, retries, errors), so
-    only the unused `Message` is skipped. Links get no preview card.
+    only the unused `Message` is skipped. The keyboard is the Bot API's JSON (a dict), as
+    bot/telegram_render.py builds it. Links get no preview card.
     """
 
     async def send_text(
@@ -184,7 +184,7 @@ class ReplyBot(ExtBot[None]):
         text: str,
         *,
         parse_mode: str | None = None,
-        reply_markup: InlineKeyboardMarkup | None = None,
+        reply_markup: dict[str, Any] | None = None,
     ) -> None:
         await self._post(
             "sendMessage",
@@ -204,7 +204,7 @@ class ReplyBot(ExtBot[None]):
         text: str,
         *,
         parse_mode: str | None = None,
-        reply_markup: InlineKeyboardMarkup | None = None,
+        reply_markup: dict[str, Any] | None = None,
     ) -> None:
         await self._post(
             "editMessageText",

@@ -19,12 +19,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from telegram import (
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    InlineQueryResultArticle,
-    InputTextMessageContent,
-)
+from telegram import InlineQueryResultArticle, InputTextMessageContent
 from telegram.constants import ParseMode
 
 from bot.knowledge import Topic
@@ -39,13 +34,18 @@ INLINE_DESCRIPTION_CHARS = 120
 # Splitting prefers the largest boundary that keeps a part whole.
 BOUNDARIES = ("\n\n", "\n", " ")
 
+# An inline keyboard as the Bot API's JSON ({"inline_keyboard": rows of buttons}). Built as
+# plain dicts: PTB's InlineKeyboardMarkup took ~50 us a reply to build and serialise back,
+# a twentieth of handling a message (bench/bench_telegram.py), and ReplyBot sends it as is.
+Keyboard = dict[str, list[list[dict[str, str]]]]
+
 
 @dataclass(frozen=True)
 class OutgoingMessage:
     """One Telegram message ready to send: HTML text and its keyboard, if any."""
 
     html: str
-    markup: InlineKeyboardMarkup | None = None
+    markup: Keyboard | None = None
     parse_mode: str = ParseMode.HTML
 
 
@@ -71,14 +71,13 @@ def decode_callback(data: object) -> str | None:
     return action if action and action.isprintable() else None
 
 
-def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+def keyboard(reply: Reply) -> Keyboard | None:
     rows = [
-        [InlineKeyboardButton(button.label, callback_data=encode_callback(button.action))
-         for button in row]
+        [{"text": button.label, "callback_data": encode_callback(button.action)} for button in row]
         for row in reply.buttons
         if row
     ]
-    return InlineKeyboardMarkup(rows) if rows else None
+    return {"inline_keyboard": rows} if rows else None
 
 
 def _hard_split(text: str, budget: int) -> list[str]:

@@ -22,7 +22,7 @@ from standin import (
     fast_options,
     start_bot,
 )
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot
 from telegram.error import NetworkError, TimedOut
 
 from bot.clock import ScaledClock, SystemClock
@@ -117,7 +117,7 @@ async def test_a_request_that_was_never_sent_is_retried(api: StandIn) -> None:
 
 async def test_parameters_travel_as_json_and_arrive_intact(api: StandIn) -> None:
     request = ResilientRequest(Backoff(attempts=1, first_delay=0.01))
-    markup = InlineKeyboardMarkup([[InlineKeyboardButton("Next ▶", callback_data="1|s:n:1:2")]])
+    markup = {"inline_keyboard": [[{"text": "Next ▶", "callback_data": "1|s:n:1:2"}]]}
     async with ReplyBot(TOKEN, base_url=api.base_url, request=request) as bot:
         await bot.send_text(7, "<b>Ça &amp; 'רגל'</b> 5 &lt; 6", parse_mode="HTML",
                             reply_markup=markup)
