@@ -34,7 +34,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
@@ -251,8 +251,7 @@ class _Phrasing:
     weight: float  # total IDF of its terms
 
 
-@dataclass(frozen=True)
-class _Scored:
+class _Scored(NamedTuple):  # a dozen a question: a tuple is cheaper to make than a dataclass
     index: int
     score: float
     strong: bool  # supported by a title, alias or example question, not only answer text
@@ -563,11 +562,13 @@ class Matcher:
             for term, mass in query.items():
                 for position in with_term.get(term, ()):
                     overlaps[position] = overlaps.get(position, 0.0) + mass
-            phrasings = self._phrasings[index]
-            for position, overlap in overlaps.items():
-                best_overlap = max(best_overlap, overlap)
-                weight = phrasings[position].weight
-                phrasing = max(phrasing, overlap / math.sqrt(total * weight))
+            if overlaps:
+                phrasings = self._phrasings[index]
+                best_overlap = max(overlaps.values())
+                phrasing = max(
+                    overlap / math.sqrt(total * phrasings[position].weight)
+                    for position, overlap in overlaps.items()
+                )
             share = coverage[index] / total
             if index == out_of_scope:
                 # The out-of-scope phrasings are unrelated to each other ("car oil", "massage
