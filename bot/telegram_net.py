@@ -122,7 +122,7 @@ class ResilientRequest(HTTPXRequest):
         delays = self._backoff.delays()
         while True:
             try:
-                if request_data is None or request_data.contains_files:
+                if request_data is None or request_data.contains_files:  # uploads: multipart
                     return await super().do_request(
                         url,
                         method,
@@ -187,14 +187,7 @@ class ReplyBot(ExtBot[None]):
         reply_markup: dict[str, Any] | None = None,
     ) -> None:
         await self._post(
-            "sendMessage",
-            {
-                "chat_id": chat_id,
-                "text": text,
-                "parse_mode": parse_mode,
-                "reply_markup": reply_markup,
-                "link_preview_options": NO_PREVIEW,
-            },
+            "sendMessage", {"chat_id": chat_id, **_text(text, parse_mode, reply_markup)}
         )
 
     async def edit_text(
@@ -208,12 +201,18 @@ class ReplyBot(ExtBot[None]):
     ) -> None:
         await self._post(
             "editMessageText",
-            {
-                "chat_id": chat_id,
-                "message_id": message_id,
-                "text": text,
-                "parse_mode": parse_mode,
-                "reply_markup": reply_markup,
-                "link_preview_options": NO_PREVIEW,
-            },
+            {"chat_id": chat_id, "message_id": message_id,
+             **_text(text, parse_mode, reply_markup)},
         )
+
+
+def _text(
+    text: str, parse_mode: str | None, reply_markup: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The parameters a sent and an edited message share."""
+    return {
+        "text": text,
+        "parse_mode": parse_mode,
+        "reply_markup": reply_markup,
+        "link_preview_options": NO_PREVIEW,
+    }
