@@ -26,6 +26,9 @@ from typing import Any
 DEFAULT_BUSY_TIMEOUT = 5.0
 # Telegram re-delivers an update for at most a day; two days leaves a margin for clock skew.
 SEEN_UPDATES_KEEP_SECONDS = 2 * 24 * 3600.0
+# A guided session nobody has moved on for this long is over: a message, a button press or a
+# restart the next day starts afresh instead of reopening yesterday's massage at step 5.
+SESSION_KEEP_SECONDS = 12 * 3600.0
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Migration N (1-based) takes the schema from version N-1 to N. Append; never edit one that
@@ -94,6 +97,7 @@ class Store:
         busy_timeout: float,
         now: Callable[[], float],
         seen_keep_seconds: float,
+        session_keep_seconds: float,
     ) -> None:
         # Use Store.open: it checks the file, sets the pragmas and migrates.
         self._connection: sqlite3.Connection | None = connection
@@ -101,6 +105,7 @@ class Store:
         self._busy_timeout = busy_timeout
         self._now = now
         self._seen_keep_seconds = seen_keep_seconds
+        self._session_keep_seconds = session_keep_seconds
         self._lock = threading.Lock()
 
     @classmethod
@@ -111,6 +116,7 @@ class Store:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         now: Callable[[], float] = time.time,
         seen_keep_seconds: float = SEEN_UPDATES_KEEP_SECONDS,
+        session_keep_seconds: float = SESSION_KEEP_SECONDS,
     ) -> Store:
         """Open (creating the file and its directory if needed) and bring the schema up to date."""
         path = Path(path)
@@ -131,7 +137,7 @@ class Store:
             )
         except sqlite3.Error as error:
             raise StoreError(f"database {path}: {_reason(error, busy_timeout)}") from error
-        store = cls(connection, path, busy_timeout, now, seen_keep_seconds)
+        store = cls(connection, path, busy_timeout, now, seen_keep_seconds, session_keep_seconds)
         try:
             with store._locked() as db:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -169,10 +175,14 @@ class Store:
             )
 
     def load_session(self, chat_id: int) -> dict[str, Any] | None:
+        """The chat's saved session, or None; one untouched for the keep time is deleted."""
         with self._locked() as db:
             row = db.execute(
-                "SELECT state FROM active_sessions WHERE chat_id = ?", (chat_id,)
+                "SELECT state, updated_at FROM active_sessions WHERE chat_id = ?", (chat_id,)
             ).fetchone()
+            if row is not None and row[1] < self._now() - self._session_keep_seconds:
+                db.execute("DELETE FROM active_sessions WHERE chat_id = ?", (chat_id,))
+                return None
         return None if row is None else _decode(row[0])
 
     def delete_session(self, chat_id: int) -> None:
@@ -180,8 +190,13 @@ class Store:
             db.execute("DELETE FROM active_sessions WHERE chat_id = ?", (chat_id,))
 
     def active_sessions(self) -> list[tuple[int, dict[str, Any]]]:
-        """Every saved session, by chat id; rows that are not JSON objects are left out."""
+        """Every saved session, by chat id; rows that are not JSON objects are left out, and
+        sessions untouched for the keep time are deleted."""
         with self._locked() as db:
+            db.execute(
+                "DELETE FROM active_sessions WHERE updated_at < ?",
+                (self._now() - self._session_keep_seconds,),
+            )
             rows = db.execute(
                 "SELECT chat_id, state FROM active_sessions ORDER BY chat_id"
             ).fetchall()

@@ -12,7 +12,7 @@ from bot.conversation import MENU_BUTTONS, Conversation
 from bot.knowledge import KnowledgeBase
 from bot.matcher import Matcher
 from bot.replies import ArmTimer, Button, CancelTimer, Response
-from bot.store import Store
+from bot.store import SESSION_KEEP_SECONDS, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT = 42
@@ -249,6 +249,45 @@ def test_restart_restores_the_session_honestly(
     # Next on the last step message the person saw continues at the right step.
     following = press(second, step_message, "Next")
     assert "Step 4 of" in text_of(following)
+    store.close()
+
+
+def test_a_session_left_overnight_is_over_after_a_restart(
+    knowledge: KnowledgeBase, matcher: Matcher, db_path: Path, clock: FakeClock
+) -> None:
+    wall = [1_000_000.0]
+    store = Store.open(db_path, now=lambda: wall[0])
+    first = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
+    step_message = start_steps(first, "quick-back")
+    store.close()
+
+    wall[0] += SESSION_KEEP_SECONDS + 60  # the bot comes back the next day
+    clock.advance(SESSION_KEEP_SECONDS + 60)
+    store = Store.open(db_path, now=lambda: wall[0])
+    second = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
+    assert second.restore() == []  # nobody is messaged about yesterday's massage
+    following = press(second, step_message, "Next")
+    assert "This session has ended" in text_of(following)
+    assert "Step" not in text_of(following)
+    store.close()
+
+
+def test_a_session_left_overnight_without_a_restart_is_over(
+    knowledge: KnowledgeBase, matcher: Matcher, db_path: Path, clock: FakeClock
+) -> None:
+    wall = [1_000_000.0]
+    store = Store.open(db_path, now=lambda: wall[0])
+    conversation = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
+    start_steps(conversation, "quick-back")
+    wall[0] += SESSION_KEEP_SECONDS + 60
+    clock.advance(SESSION_KEEP_SECONDS + 60)
+    # A question gets no reminder of yesterday's step, and a new session can start at once.
+    answer = conversation.handle_text(CHAT, "how do I do petrissage")
+    assert "Petrissage" in text_of(answer)
+    assert "Step" not in text_of(answer)
+    picker = text_of(conversation.handle_command(CHAT, "session"))
+    assert "Which massage shall we do?" in picker
+    assert "already running" not in picker
     store.close()
 
 

@@ -171,6 +171,33 @@ def test_old_seen_updates_are_pruned(path: Path) -> None:
     db.close()
 
 
+def test_a_session_left_alone_for_the_keep_time_is_forgotten(path: Path) -> None:
+    now = [1_000_000.0]
+    with Store.open(path, now=lambda: now[0], session_keep_seconds=3600) as store:
+        store.save_session(1, {"step": 2})
+        store.save_session(2, {"step": 5})
+        store.save_session(3, {"step": 1})
+        now[0] += 3000
+        store.save_session(2, {"step": 6})  # chat 2 moved on; chats 1 and 3 did not
+        now[0] += 601
+
+        assert store.load_session(3) is None
+        assert store.active_sessions() == [(2, {"step": 6})]  # a restart brings back 2 only
+        assert store.load_session(2) == {"step": 6}
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT chat_id FROM active_sessions").fetchall() == [(2,)]
+    db.close()
+
+
+def test_a_session_just_inside_the_keep_time_is_kept(path: Path) -> None:
+    now = [1_000_000.0]
+    with Store.open(path, now=lambda: now[0], session_keep_seconds=3600) as store:
+        store.save_session(1, {"step": 2})
+        now[0] += 3599
+        assert store.load_session(1) == {"step": 2}
+        assert store.active_sessions() == [(1, {"step": 2})]
+
+
 def test_a_closed_store_says_so(path: Path) -> None:
     store = Store.open(path)
     store.close()
