@@ -245,6 +245,33 @@ def test_real_knowledge_base_out_of_scope_is_never_answered(real: Matcher, text:
         assert match.decision != "answer"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "lumps on the back",
+        "hard lump under the skin on his back",
+        "is it ok to massage over a mole",
+        "can I massage over varicose veins",
+        "he has shingles on his back",
+    ],
+)
+def test_something_on_the_skin_gets_when_not_to_massage(real: Matcher, text: str) -> None:
+    # Not friction's "work the knot" nor the finishing topic's "when it's over": these are
+    # things to massage around and have checked.
+    match = real.match(text)
+    assert_invariants(match)
+    assert match.topic == "contraindications"
+
+
+@pytest.mark.parametrize(
+    "text", ["my back hurts when I sit", "why does my lower back hurt when i wake up"]
+)
+def test_someones_own_back_pain_is_not_answered_as_the_givers_posture(
+    real: Matcher, text: str
+) -> None:
+    assert real.match(text).topic != "preparing-yourself"
+
+
 def test_real_knowledge_base_long_input_does_not_crash(real: Matcher) -> None:
     ramble = "my husband works long hours and his shoulders are always tight. " * 80
     assert_invariants(real.match(ramble[:4000] + " how hard should i press?"))
