@@ -252,35 +252,46 @@ def test_restart_restores_the_session_honestly(
     store.close()
 
 
-def test_a_session_left_overnight_is_over_after_a_restart(
-    knowledge: KnowledgeBase, matcher: Matcher, db_path: Path, clock: FakeClock
-) -> None:
-    wall = [1_000_000.0]
-    store = Store.open(db_path, now=lambda: wall[0])
-    first = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
-    step_message = start_steps(first, "quick-back")
-    store.close()
+@pytest.fixture
+def wall() -> list[float]:
+    """The store's clock (it stamps when a session last moved), separate from the engine's."""
+    return [1_000_000.0]
 
-    wall[0] += SESSION_KEEP_SECONDS + 60  # the bot comes back the next day
-    clock.advance(SESSION_KEEP_SECONDS + 60)
+
+def open_on(
+    wall: list[float], knowledge: KnowledgeBase, matcher: Matcher, db_path: Path, clock: FakeClock
+) -> Conversation:
     store = Store.open(db_path, now=lambda: wall[0])
-    second = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
+    return Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
+
+
+def a_night_passes(wall: list[float], clock: FakeClock) -> None:
+    wall[0] += SESSION_KEEP_SECONDS + 60
+    clock.advance(SESSION_KEEP_SECONDS + 60)
+
+
+def test_a_session_left_overnight_is_over_after_a_restart(
+    knowledge: KnowledgeBase, matcher: Matcher, db_path: Path, clock: FakeClock, wall: list[float]
+) -> None:
+    first = open_on(wall, knowledge, matcher, db_path, clock)
+    step_message = start_steps(first, "quick-back")
+    first.store.close()
+
+    a_night_passes(wall, clock)  # the bot comes back the next day
+    second = open_on(wall, knowledge, matcher, db_path, clock)
     assert second.restore() == []  # nobody is messaged about yesterday's massage
     following = press(second, step_message, "Next")
     assert "This session has ended" in text_of(following)
     assert "Step" not in text_of(following)
-    store.close()
+    second.store.close()
 
 
 def test_a_session_left_overnight_without_a_restart_is_over(
-    knowledge: KnowledgeBase, matcher: Matcher, db_path: Path, clock: FakeClock
+    knowledge: KnowledgeBase, matcher: Matcher, db_path: Path, clock: FakeClock, wall: list[float]
 ) -> None:
-    wall = [1_000_000.0]
-    store = Store.open(db_path, now=lambda: wall[0])
-    conversation = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
+    conversation = open_on(wall, knowledge, matcher, db_path, clock)
     start_steps(conversation, "quick-back")
-    wall[0] += SESSION_KEEP_SECONDS + 60
-    clock.advance(SESSION_KEEP_SECONDS + 60)
+    a_night_passes(wall, clock)
     # A question gets no reminder of yesterday's step, and a new session can start at once.
     answer = conversation.handle_text(CHAT, "how do I do petrissage")
     assert "Petrissage" in text_of(answer)
@@ -288,7 +299,7 @@ def test_a_session_left_overnight_without_a_restart_is_over(
     picker = text_of(conversation.handle_command(CHAT, "session"))
     assert "Which massage shall we do?" in picker
     assert "already running" not in picker
-    store.close()
+    conversation.store.close()
 
 
 def test_hands_free_switched_in_a_session_is_remembered(conversation: Conversation) -> None:
