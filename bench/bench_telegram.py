@@ -40,6 +40,8 @@ from standin import TOKEN, StandIn, User  # noqa: E402
 
 CHATS = 200
 STAND_IN_CPU, BOT_CPU = 0, 1
+# The CPUs this process may use before it pins anything (Linux only; elsewhere no pinning).
+USABLE_CPUS = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
 READY_TIMEOUT = 60.0
 RUN_TIMEOUT = 180.0
 STOP_TIMEOUT = 30.0
@@ -68,7 +70,7 @@ class Result:
 def pin(pid: int, cpu: int) -> None:
     """Keep a process on one CPU, where there are two or more: the bot under test on one,
     the stand-in on another, so neither bot's figure depends on where the scheduler put it."""
-    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0) | {cpu}) > 1:
+    if cpu in USABLE_CPUS and len(USABLE_CPUS) > 1:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(pid, {cpu})
 
