@@ -125,6 +125,8 @@ async def test_parameters_travel_as_json_and_arrive_intact(api: StandIn) -> None
     [sent] = api.sent_in(7)
     assert sent.text == "Ça & 'רגל' 5 < 6"
     assert sent.buttons == [("Next ▶", "1|s:n:1:2")]
+    [call] = [c for c in api.calls if c.method == "sendMessage"]
+    assert call.params["link_preview_options"] == {"is_disabled": True}  # no preview cards
 
 
 async def test_a_timeout_given_to_one_call_overrides_the_default(api: StandIn) -> None:
