@@ -47,7 +47,13 @@ def match_json(query: str, match: Match) -> str:
             "decision": match.decision,
             "topic": match.topic if match.decision == "answer" else None,
             "candidates": [
-                {"topic": c.topic, "score": round(c.score, 2)} for c in match.candidates[:3]
+                {
+                    "topic": c.topic,
+                    "score": round(c.score, 2),
+                    "phrasing": c.phrasing,
+                    "words": list(c.words),
+                }
+                for c in match.candidates[:3]
             ],
         },
         ensure_ascii=False,
@@ -79,11 +85,30 @@ def cmd_ask(args: argparse.Namespace, knowledge: KnowledgeBase) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, knowledge: KnowledgeBase) -> int:
-    from bot.evaluation import evaluate, format_report, load_questions
+    from bot.evaluation import (
+        Floors,
+        cross_validate,
+        evaluate,
+        format_report,
+        load_questions,
+    )
 
-    questions = load_questions(Path(args.file))
-    print(format_report(evaluate(questions, Matcher(knowledge))))
-    return 0
+    if args.cross_validate == bool(args.file):
+        print("massage-bot eval: give a questions FILE or --cross-validate (not both)",
+              file=sys.stderr)
+        return 2
+    if args.cross_validate:
+        report = cross_validate(knowledge, Matcher)
+    else:
+        report = evaluate(load_questions(Path(args.file)), Matcher(knowledge))
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(format_report(report))
+    breaches = Floors(args.min_direct, args.max_wrong, args.max_oos).breaches(report)
+    for breach in breaches:
+        print(f"massage-bot eval: below target: {breach}", file=sys.stderr)
+    return 1 if breaches else 0
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase) -> int:
@@ -164,8 +189,23 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--kb", help="knowledge base directory")
     check = sub.add_parser("check", help="validate the knowledge base")
     check.add_argument("dir", nargs="?", help="knowledge base directory")
-    evaluation = sub.add_parser("eval", help="score the matcher on a questions file")
-    evaluation.add_argument("file")
+    evaluation = sub.add_parser(
+        "eval",
+        help="score the matcher on a questions file, or cross-validate it on the knowledge base",
+        description="Score the matcher. With FILE (a YAML list of {q, expect, style}), on those "
+        "questions; with --cross-validate, on the knowledge base's own aliases, questions and "
+        "out-of-scope phrasings, each asked with the index rebuilt without it.",
+    )
+    evaluation.add_argument("file", nargs="?", help="questions file, e.g. questions-dev.yaml")
+    evaluation.add_argument("--cross-validate", action="store_true",
+                            help="leave-one-out over the knowledge base's own phrasings")
+    evaluation.add_argument("--json", action="store_true", help="the whole report as JSON")
+    evaluation.add_argument("--min-direct", type=float, metavar="PCT",
+                            help="exit 1 if direct-correct is below PCT")
+    evaluation.add_argument("--max-wrong", type=float, metavar="PCT",
+                            help="exit 1 if wrong answers are above PCT")
+    evaluation.add_argument("--max-oos", type=float, metavar="PCT",
+                            help="exit 1 if out-of-scope questions answered are above PCT")
     evaluation.add_argument("--kb", help="knowledge base directory")
     return parser
 
@@ -182,7 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(settings)
         if command == "chat" and args.speed <= 0:
             raise SettingsError("--speed must be positive")
-        knowledge = load_knowledge(_knowledge_dir(args, settings))
+        # Scoring the matcher needs no menus, so a small test knowledge base will do.
+        knowledge = load_knowledge(
+            _knowledge_dir(args, settings), require_contract=command != "eval"
+        )
         if command == "ask":
             return cmd_ask(args, knowledge)
         if command == "eval":

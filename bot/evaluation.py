@@ -1,19 +1,29 @@
-"""Measure the matcher on a questions file: how often it answers right, wrong, or asks back.
+"""Measure the matcher: how often it answers right, wrong, or asks back.
 
-A questions file is a YAML list of `{q, expect, style}`: `expect` lists the topic ids that are
-a correct direct answer, `[]` meaning out of scope (the bot must not answer it directly).
+Two sources of questions:
+
+- a questions file, a YAML list of `{q, expect, style}`: `expect` lists the topic ids that are a
+  correct direct answer, `[]` meaning out of scope (the bot must not answer it directly);
+- the knowledge base itself, by cross-validation: each alias, example question and
+  out-of-scope phrasing is taken out of the knowledge base, the index is rebuilt without it, and
+  it is asked. The matcher never saw that phrasing, so this is the figure that says whether it
+  generalises; a figure on a set the knowledge base was tuned on does not.
+
 A wrong answer is the costly failure, so the report keeps it apart from clarify and fallback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import yaml
 
+from bot.knowledge import KnowledgeBase
 from bot.matcher import Match
 
 
@@ -37,6 +47,8 @@ class Miss:
     query: str
     expected: tuple[str, ...]
     got: str  # "answer: x", "clarify: a, b" or "fallback"
+    score: float  # the best candidate's score, 0 when there was none
+    phrasing: str  # the knowledge-base phrasing the best candidate matched best
 
 
 @dataclass
@@ -49,6 +61,8 @@ class Tally:
     clarify: int = 0
     clarify_hit: int = 0  # clarify offering a right topic among its choices
     fallback: int = 0
+    smalltalk: int = 0  # taken for chit-chat ("thanks!"): never an answer
+    right: int = 0  # answered a right topic (in scope only); the outcomes add up with it
 
     def add(self, question: EvalQuestion, match: Match) -> bool:
         """Count one outcome; True when it is a success."""
@@ -59,6 +73,8 @@ class Tally:
             self.clarify_hit += any(c.topic in expected for c in match.candidates)
         elif match.decision == "fallback":
             self.fallback += 1
+        elif match.decision == "smalltalk":
+            self.smalltalk += 1
         if question.in_scope:
             good = match.decision == "answer" and match.topic in expected
             bad = match.decision == "answer" and not good
@@ -67,7 +83,30 @@ class Tally:
             good = not bad
         self.correct += good
         self.wrong += bad
+        self.right += good and question.in_scope
         return good
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TopicFigures:
+    """How one topic fares: precision of its answers, recall of the questions it owns."""
+
+    topic: str
+    support: int  # in-scope questions whose first expected topic is this one
+    recalled: int  # of those, answered with a right topic
+    answered: int  # answers that named this topic
+    right: int  # of those, right
+
+    @property
+    def precision(self) -> float:
+        return percent(self.right, self.answered)
+
+    @property
+    def recall(self) -> float:
+        return percent(self.recalled, self.support)
 
 
 @dataclass
@@ -76,6 +115,40 @@ class EvalReport:
     out_of_scope: Tally = field(default_factory=Tally)
     by_style: dict[str, Tally] = field(default_factory=dict)
     misses: list[Miss] = field(default_factory=list)
+    # Per topic: [support, recalled, answered, right]; see TopicFigures.
+    _topics: dict[str, list[int]] = field(default_factory=dict)
+    # (expected, answered) -> count, for in-scope wrong answers.
+    confusions: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def add(self, question: EvalQuestion, match: Match) -> None:
+        tally = self.in_scope if question.in_scope else self.out_of_scope
+        good = tally.add(question, match)
+        self.by_style.setdefault(question.style, Tally()).add(question, match)
+        if question.in_scope:
+            figures = self._topics.setdefault(question.expect[0], [0, 0, 0, 0])
+            figures[0] += 1
+            figures[1] += good
+        if match.decision == "answer" and match.topic is not None:
+            figures = self._topics.setdefault(match.topic, [0, 0, 0, 0])
+            figures[2] += 1
+            figures[3] += good
+            if question.in_scope and not good:
+                self.confusions[(question.expect[0], match.topic)] += 1
+        if not good:
+            best = match.candidates[0] if match.candidates else None
+            self.misses.append(
+                Miss(
+                    question.q,
+                    question.expect,
+                    describe(match),
+                    best.score if best else 0.0,
+                    best.phrasing if best else "",
+                )
+            )
+
+    @property
+    def topics(self) -> list[TopicFigures]:
+        return [TopicFigures(topic, *figures) for topic, figures in sorted(self._topics.items())]
 
     @property
     def direct_correct(self) -> float:
@@ -101,6 +174,29 @@ class EvalReport:
     @property
     def false_answer(self) -> float:
         return percent(self.out_of_scope.wrong, self.out_of_scope.total)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "in_scope": {
+                **self.in_scope.as_dict(),
+                "direct_correct": self.direct_correct,
+                "wrong_answer": self.wrong_answer,
+                "clarify_rate": self.clarify,
+                "clarify_hit_rate": self.clarify_hit,
+                "fallback_rate": self.fallback,
+            },
+            "out_of_scope": {**self.out_of_scope.as_dict(), "false_answer": self.false_answer},
+            "by_style": {style: tally.as_dict() for style, tally in sorted(self.by_style.items())},
+            "topics": [
+                {**dataclasses.asdict(t), "precision": t.precision, "recall": t.recall}
+                for t in self.topics
+            ],
+            "confusions": [
+                {"expected": expected, "got": got, "count": count}
+                for (expected, got), count in self.confusions.most_common()
+            ],
+            "misses": [dataclasses.asdict(miss) for miss in self.misses],
+        }
 
 
 def percent(part: int, whole: int) -> float:
@@ -133,22 +229,71 @@ def describe(match: Match) -> str:
         return f"answer: {match.topic}"
     if match.decision == "clarify":
         return "clarify: " + ", ".join(c.topic for c in match.candidates)
-    return "fallback"
+    return match.decision
 
 
 def evaluate(questions: Iterable[EvalQuestion], matcher: MatcherLike) -> EvalReport:
     report = EvalReport()
     for question in questions:
-        match = matcher.match(question.q)
-        tally = report.in_scope if question.in_scope else report.out_of_scope
-        good = tally.add(question, match)
-        report.by_style.setdefault(question.style, Tally()).add(question, match)
-        if not good:
-            report.misses.append(Miss(question.q, question.expect, describe(match)))
+        report.add(question, matcher.match(question.q))
     return report
 
 
-def format_report(report: EvalReport) -> str:
+def held_out(knowledge: KnowledgeBase) -> Iterator[tuple[EvalQuestion, KnowledgeBase]]:
+    """Each alias, example question and out-of-scope phrasing, with the knowledge base
+    without it. The style of a topic's phrasing is its topic's kind."""
+    for topic in knowledge.topics.values():
+        for name in ("aliases", "questions"):
+            phrasings: tuple[str, ...] = getattr(topic, name)
+            for index, phrasing in enumerate(phrasings):
+                rest = phrasings[:index] + phrasings[index + 1 :]
+                reduced = dataclasses.replace(topic, **{name: rest})
+                topics = {**knowledge.topics, topic.id: reduced}
+                yield (
+                    EvalQuestion(phrasing, (topic.id,), topic.kind),
+                    dataclasses.replace(knowledge, topics=topics),
+                )
+    phrases = knowledge.out_of_scope
+    for index, phrase in enumerate(phrases):
+        rest = phrases[:index] + phrases[index + 1 :]
+        yield (
+            EvalQuestion(phrase, (), "out-of-scope"),
+            dataclasses.replace(knowledge, out_of_scope=rest),
+        )
+
+
+def cross_validate(
+    knowledge: KnowledgeBase, build: Callable[[KnowledgeBase], MatcherLike]
+) -> EvalReport:
+    """Leave-one-out over the knowledge base's own phrasings; see the module docstring."""
+    report = EvalReport()
+    for question, reduced in held_out(knowledge):
+        report.add(question, build(reduced).match(question.q))
+    return report
+
+
+@dataclass(frozen=True)
+class Floors:
+    """Targets that make `eval` fail (exit 1), so CI can hold a floor."""
+
+    min_direct: float | None = None
+    max_wrong: float | None = None
+    max_oos: float | None = None
+
+    def breaches(self, report: EvalReport) -> list[str]:
+        found = []
+        if self.min_direct is not None and report.direct_correct < self.min_direct:
+            found.append(f"direct correct {report.direct_correct:.1f}% < {self.min_direct}%")
+        if self.max_wrong is not None and report.wrong_answer > self.max_wrong:
+            found.append(f"wrong answer {report.wrong_answer:.1f}% > {self.max_wrong}%")
+        if self.max_oos is not None and report.false_answer > self.max_oos:
+            found.append(
+                f"out of scope answered {report.false_answer:.1f}% > {self.max_oos}%"
+            )
+        return found
+
+
+def format_report(report: EvalReport, details: bool = True) -> str:
     ins, oos = report.in_scope, report.out_of_scope
     lines = [
         f"In scope ({ins.total} questions):",
@@ -157,34 +302,37 @@ def format_report(report: EvalReport) -> str:
         f"  clarify         {report.clarify:5.1f}%  ({ins.clarify}; right topic offered in "
         f"{ins.clarify_hit}, {report.clarify_hit:.0f}%)",
         f"  fallback        {report.fallback:5.1f}%  ({ins.fallback})",
+    ]
+    if ins.smalltalk:
+        lines.append(
+            f"  small talk      {percent(ins.smalltalk, ins.total):5.1f}%  ({ins.smalltalk})"
+        )
+    lines += [
         f"Out of scope ({oos.total} questions):",
         f"  false answer    {report.false_answer:5.1f}%  ({oos.wrong})",
         "",
         _style_table(report.by_style),
     ]
+    if not details:
+        return "\n".join(lines)
+    if report.confusions:
+        lines += ["", "Confusions (expected -> answered, count):"]
+        lines += [
+            f"  {expected} -> {got}  {count}"
+            for (expected, got), count in report.confusions.most_common()
+        ]
+    lines += ["", _topic_table(report.topics)]
     if report.misses:
         lines += ["", f"Misses ({len(report.misses)}):"]
         for miss in report.misses:
             expected = ", ".join(miss.expected) or "(out of scope)"
-            lines.append(f"  {miss.query!r}\n    expected {expected}; got {miss.got}")
+            matched = f" (score {miss.score:.0f}, via {miss.phrasing!r})" if miss.phrasing else ""
+            lines.append(f"  {miss.query!r}\n    expected {expected}; got {miss.got}{matched}")
     return "\n".join(lines)
 
 
-def _style_table(by_style: dict[str, Tally]) -> str:
-    header = ("style", "n", "correct", "wrong", "clarify", "fallback")
-    rows: list[Sequence[str]] = [header]
-    for style, tally in sorted(by_style.items()):
-        rows.append(
-            (
-                style,
-                str(tally.total),
-                f"{percent(tally.correct, tally.total):.0f}%",
-                f"{percent(tally.wrong, tally.total):.0f}%",
-                f"{percent(tally.clarify, tally.total):.0f}%",
-                f"{percent(tally.fallback, tally.total):.0f}%",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(
             cell.ljust(width) if i == 0 else cell.rjust(width)
@@ -192,3 +340,24 @@ def _style_table(by_style: dict[str, Tally]) -> str:
         )
         for row in rows
     )
+
+
+def _style_table(by_style: dict[str, Tally]) -> str:
+    """Right answer, wrong answer, clarify and fallback add up to 100% in every row; out of
+    scope, an answer is always wrong and anything else is right."""
+    rows: list[Sequence[str]] = [("style", "n", "right", "wrong", "clarify", "fallback")]
+    for style, tally in sorted(by_style.items()):
+        counts = (tally.right, tally.wrong, tally.clarify, tally.fallback + tally.smalltalk)
+        rows.append(
+            (style, str(tally.total), *(f"{percent(c, tally.total):.0f}%" for c in counts))
+        )
+    return _table(rows)
+
+
+def _topic_table(topics: Sequence[TopicFigures]) -> str:
+    rows: list[Sequence[str]] = [("topic", "support", "recall", "answered", "precision")]
+    for t in topics:
+        rows.append(
+            (t.topic, str(t.support), f"{t.recall:.0f}%", str(t.answered), f"{t.precision:.0f}%")
+        )
+    return _table(rows)

@@ -174,6 +174,8 @@ _APOSTROPHES = str.maketrans("", "", "'\u2019\u2018`")
 class Candidate:
     topic: str
     score: float  # 0..100
+    phrasing: str = ""  # the topic's title, alias or question the message matched best
+    words: tuple[str, ...] = ()  # the message's words that counted for the topic
 
 
 @dataclass(frozen=True)

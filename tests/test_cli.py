@@ -96,3 +96,26 @@ def test_run_without_a_token_says_so_in_one_line(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert len(done.stderr.strip().splitlines()) == 1
     assert "TELEGRAM_BOT_TOKEN" in done.stderr
+
+
+def test_eval_cross_validate_and_floors_on_a_small_knowledge_base() -> None:
+    small = str(ROOT / "tests" / "fixtures" / "matcher" / "small")
+    done = massage_bot("eval", "--cross-validate", "--kb", small, "--json", "--min-direct", "100")
+    report = json.loads(done.stdout)
+    assert done.returncode == 1  # nobody generalises perfectly: the floor is breached
+    assert "below target: direct correct" in done.stderr
+    assert report["in_scope"]["total"] == 40  # every alias and example question
+    assert report["out_of_scope"]["total"] >= 1
+    assert {row["topic"] for row in report["topics"]} >= {"effleurage", "petrissage"}
+    text = massage_bot("eval", "--cross-validate", "--kb", small)
+    assert text.returncode == 0
+    assert text.stdout.startswith("In scope (40 questions):")
+    refused = massage_bot("eval", "--cross-validate", str(DEV_SET))
+    assert refused.returncode == 2
+    assert massage_bot("eval", "--kb", small).returncode == 2
+
+
+def test_eval_on_the_dev_set_holds_its_floor() -> None:
+    done = massage_bot("eval", str(DEV_SET), "--min-direct", "50", "--max-wrong", "10")
+    assert done.returncode == 0, done.stderr
+    assert "Confusions" in done.stdout or "wrong answer      0.0%" in done.stdout
