@@ -1,28 +1,29 @@
-"""Match a chat message to a knowledge-base topic: answer, clarify, or fall back.
+"""Match a chat message to a knowledge-base topic: answer, clarify, fall back, or small talk.
 
 People type the way they chat: typos ("petrisage"), other names ("kneading"), one word
-("talc"), descriptions ("the tapping one with fists") and long messages with context. The
-answers are health-adjacent, so a confident wrong answer is worse than asking back: the
-matcher answers only when one topic is clearly ahead, offers up to three choices when it is
-unsure, and falls back when the message is not about what the knowledge base covers.
+("talc"), descriptions ("the tapping one with fists") and long messages with a story before
+the question. The answers are health-adjacent, so a confident wrong answer is worse than
+asking back.
 
 How a message is scored (every index is built once, in the constructor):
 
-1. Words are normalised (case, accents, apostrophes, chat spellings), stop words dropped,
-   the rest lightly stemmed. A word the knowledge base never uses is corrected against the
-   knowledge base's own vocabulary (rapidfuzz edit distance), so typos of technique names and
-   ordinary words both land; a word that stays unknown counts against confidence, because
-   "car oil" and "bread dough" share only one word with the knowledge base.
-2. Each word weighs its rarity across topics (IDF): "massage" says little, "talc" a lot.
+1. Words: markup stripped, folded, stop words and the knowledge base's `ignore` words dropped,
+   its `synonyms` applied, lightly stemmed (`bot/wording.py`). A word the knowledge base never
+   uses is corrected against its titles, aliases and questions (rapidfuzz edit distance).
+2. Weight: each word weighs its rarity across topics (IDF), times `story` when it is in the
+   story around the question rather than in the question sentence itself.
 3. Topic score = how much of the message the topic's vocabulary explains (titles and aliases
-   count fully, example questions a little less, the answer text weakly) blended with how
-   closely the message matches the topic's single best title, alias or example question.
-4. The knowledge base's `out_of_scope` phrasings form a pseudo-topic, scored by its nearest
-   single phrasing: when the message is nearer to one of them than to any topic, or when the
-   best topic is supported only by words from answer text, the matcher does not answer.
-5. Answer when the top score is high enough and clearly ahead of the next, and the message is
-   not a short one holding a word no topic uses ("massage oil for my beard"); otherwise
-   clarify with the close runners-up; otherwise fall back.
+   count fully, example questions and answer text less), blended with how closely the message
+   matches the topic's single best title, alias or question. Safety topics are lifted in
+   proportion to how much of the message is in words the safety topics use.
+4. Decision: a logistic model of "the best topic is right", over the best score, its lead over
+   the next topic and over the nearest out-of-scope phrasing, and how much of the message is
+   unknown words. Answer when that probability is high enough and the message is not a safety
+   question led by a comfort topic; else offer the plausible topics ("did you mean"); a lone
+   weak guess, or a message nearer to an out-of-scope phrasing, is a fallback.
+
+Every weight and threshold is in `Params`, fitted by cross-validation on the knowledge base's
+own phrasings and on labelled questions (`python -m bot.calibration`), not set by hand.
 """
 
 from __future__ import annotations
@@ -30,70 +31,43 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+import json
 import math
-import re
-import unicodedata
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from functools import cache, lru_cache
+from importlib import resources
+from typing import Any, Literal, NamedTuple
 
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 from bot.knowledge import KnowledgeBase, Topic
+from bot.wording import (
+    STOP_WORDS,
+    base_forms,
+    canonical,
+    raw_words,
+    sentences,
+    stem,
+)
 
-Decision = Literal["answer", "clarify", "fallback"]
+Decision = Literal["answer", "clarify", "fallback", "smalltalk"]
 
-# Work caps for very long messages: a 4,000-character ramble still gets matched, on its
-# first words, and only a bounded number of words pay for a fuzzy look-up.
-MAX_CHARS = 4000
-MAX_WORDS = 160
 MAX_CORRECTIONS = 24
 # Longer "words" are keyboard mashing or pasted codes: not worth a fuzzy look-up.
 MAX_WORD_LENGTH = 30
 MAX_CANDIDATES = 3
 # A message of at most this many topic words that also holds a word no topic uses ("massage
-# oil for my beard", "knead pasta dough") is asked back, not answered: the unknown word is
-# likely what it is about.
+# oil for my beard") is short enough that the unknown word is likely what it is about.
 SHORT_KNOWN_TERMS = 3
 # An out-of-scope phrasing counts as said when its words come with at most this many other
 # words between them ("knead some bread dough", "massage my legs").
 PHRASE_SLACK = 1
 # A half-typed word in search expands to at most this many knowledge-base words.
 MAX_COMPLETIONS = 12
-
-# How much a word counts as evidence for a topic, by where the topic uses it.
-TITLE_WEIGHT = 1.0
-ALIAS_WEIGHT = 1.0
-QUESTION_WEIGHT = 0.8
-ANSWER_WEIGHT = 0.3
-# A term's evidence grows from CENTRAL_BASE of its field weight, when one phrasing of the
-# topic uses it, to all of it when CENTRAL_USES or more phrasings do.
-CENTRAL_BASE = 0.6
+# A term reaches its full evidence for a topic when this many of the topic's phrasings use it.
 CENTRAL_USES = 3
-# A corrected word is a guess; it counts a little less than a word typed right.
-CORRECTED_FACTOR = 0.85
-# Words the knowledge base never uses dilute coverage, but only partly: a long message has
-# many incidental words ("stressed at work") that say nothing against the topic.
-UNKNOWN_FACTOR = 0.6
-# Past about this many rare words' worth of message, more words no longer dilute the score.
-SATURATION_WORDS = 3.0
-
-# Score blend: coverage of the message by the topic's vocabulary vs the best single phrasing.
-COVERAGE_SHARE = 0.5
-PHRASING_SHARE = 0.5
-
-# How strongly an out-of-scope phrasing's words point at the out-of-scope entry.
-OUT_OF_SCOPE_EVIDENCE = QUESTION_WEIGHT
-
-# Evidence from a title, alias or example question, not just answer text.
-STRONG_EVIDENCE = CENTRAL_BASE * QUESTION_WEIGHT
-
-# Decision thresholds on the 0..100 score.
-ANSWER_MIN = 40.0
-ANSWER_MARGIN = 6.0
-CLARIFY_MIN = 25.0
-# Runners-up offered in a clarify must be within this of the leader.
-CLARIFY_SPREAD = 20.0
 SEARCH_MIN = 5.0
 # How many topics from the cheap coverage pass get the per-phrasing comparison.
 RERANK_POOL = 12
@@ -102,72 +76,76 @@ RERANK_POOL = 12
 # topics have such terms).
 PRUNE_POSTINGS = 500
 PRUNE_KEEP = 256
-# At most this many of a message's words are scored, the rarest ones.
+# The phrasings nearest to a message, across topics, that vote on how crowded its best
+# topic's neighbourhood is.
+VOTERS = 5
+# At most this many of a message's words are scored, the most telling ones.
 MAX_SCORED_TERMS = 32
 
-# Function words and chat filler: they carry no topic. Negations and words like "long",
-# "often", "hard", "need", "after" stay, because they decide between topics.
-_STOP_WORDS_TEXT = """
-    a an the and or but so if then than as of at by for from in into on onto to with without
-    about out again further here there when where why how what
-    which who whom whose this that these those am is are was were be been being have has had
-    having do does did doing done i me my mine myself we us our ours ourselves you your yours
-    yourself yourselves he him his himself she her hers herself it its itself they them their
-    theirs themselves can could should would will shall may might must ought just really very
-    quite also too any some such only own same other each few more most all both either
-    kind sort thing things stuff bit lot lots like get gets got getting go going gonna gotta
-    wanna please thanks thank hi hello hey ok okay yes yeah yep no nope lol lmao haha tell
-    know mean means meant say says said want wants think guess maybe actually basically
-    anyway well oh ah um uh hmm during while whilst every ever even still already always
-    usually else though although because since until till whether ago soon put im ive id
-    kinda sorta goes went gone vs versus
-    ill youre theyre whats hows wheres whos thats theres lets someone somebody person people
-    hes shes theyve weve youve youd theyd itll youll theyll heres
-    one ones everything something anything nothing mom mum mother mama dad father papa wife husband
-    partner girlfriend boyfriend gf bf nan nana gran granny grandma grandmother grandpa grandad
-    grandfather son daughter kid kids child children friend friends brother sister auntie
-    aunt uncle fiance fiancee hubby wifey mate bro babe
-    patient patients resident residents client clients lady gentleman guy man woman
-    nah nice lovely alright honestly literally obviously involve involves improve properly
-    correctly
-"""
-STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
-
-# Chat spellings and abbreviations that edit distance cannot reach (too short or too far).
-CHAT_SPELLINGS = {
-    "u": "you", "ur": "your", "r": "are", "y": "why", "pls": "please", "plz": "please",
-    "thx": "thanks", "ty": "thanks", "b4": "before", "wat": "what", "wot": "what",
-    "wut": "what", "wht": "what", "shud": "should", "shld": "should", "cud": "could",
-    "wud": "would", "abt": "about", "bc": "because", "coz": "because", "cos": "because",
-    "cuz": "because", "tho": "though", "thru": "through", "n": "and", "w": "with",
-    "mins": "minutes", "min": "minute", "hr": "hour", "hrs": "hours", "sec": "second",
-    "secs": "seconds", "tummy": "stomach", "shd": "should", "safest": "safe", "safer": "safe",
-    "achy": "aching", "shaky": "shaking",
-    "stick": "put", "shove": "put", "chuck": "put", "pop": "put",
-    "belly": "stomach", "massge": "massage", "bcuz": "because", "diff": "difference",
-    # Negation decides between topics ("when not to massage", "can't lie face down"), in
-    # whatever form it is typed.
-    "cant": "not", "cannot": "not", "unable": "not", "dont": "not", "doesnt": "not",
-    "didnt": "not", "isnt": "not", "arent": "not", "wasnt": "not", "shouldnt": "not",
-    "wont": "not", "never": "not", "couldnt": "not", "wouldnt": "not", "aint": "not",
-    "havent": "not", "hasnt": "not", "hadnt": "not", "werent": "not", "neednt": "not",
-    "mustnt": "not",
-}  # fmt: skip
-
-# Numbers say "an amount" ("is 5 mins enough"); spelled or in digits they are one word.
-_NUMBER_WORDS_TEXT = (
-    "two three four five six seven eight nine ten eleven twelve fifteen twenty thirty "
-    "forty fifty sixty ninety hundred"
+# The inputs of the decision model, in the order of `Params.coefficients`.
+FEATURES = (
+    "score",  # the best topic's score, 0..1
+    "margin",  # its lead over the next topic
+    "out_of_scope_margin",  # its lead over the nearest out-of-scope phrasing
+    "unknown_share",  # how much of the message's weight is in words no topic uses
+    "strong",  # 1 when a title, alias or question supports it, not only answer text
+    "short_unknown",  # 1 for a short message holding a word no topic uses
+    "phrasing",  # how closely its single best phrasing matches the message, 0..1
+    "explained",  # how much of the message's known weight the topic uses at all
+    "vote",  # its share of the phrasings nearest to the message, across topics
 )
-NUMBER_WORDS = frozenset(_NUMBER_WORDS_TEXT.split())
-NUMBER_TOKEN = "num"
 
-# Word forms the suffix stripper would merge with a word of another meaning: "stroking" is
-# the gliding technique, while "stroke" is also the illness ("mum had a stroke").
-STEM_EXCEPTIONS = {"stroking": "stroking", "stroked": "stroking"}
 
-_WORD_PATTERN = re.compile(r"[a-z0-9]+")
-_APOSTROPHES = str.maketrans("", "", "'\u2019\u2018`")
+@dataclass(frozen=True)
+class Params:
+    """Every weight and threshold of the matcher; `bot/matcher_params.json` holds the fitted
+    values (see `bot/calibration.py`), these defaults are only a starting point."""
+
+    # How much a word counts as evidence for a topic, by where the topic uses it.
+    alias_weight: float = 1.0  # titles and aliases
+    question_weight: float = 0.8
+    answer_weight: float = 0.3
+    # A term's evidence grows from `central_base` of its field weight, when one phrasing of
+    # the topic uses it, to all of it when CENTRAL_USES or more phrasings do.
+    central_base: float = 0.6
+    length_norm: float = 0.0  # how much a topic's evidence shrinks with its vocabulary's size
+    corrected: float = 0.85  # a corrected word is a guess
+    unknown: float = 0.6  # how much words the knowledge base never uses dilute a score
+    saturation: float = 3.0  # past this many rare words' worth, more words no longer dilute
+    coverage_share: float = 0.5  # score = share * coverage + (1 - share) * best phrasing
+    story: float = 0.5  # weight of a word in the story around the question
+    safety_boost: float = 0.0  # lift of safety topics, per unit of safety share
+    # Decision.
+    coefficients: tuple[float, ...] = (8.0, 12.0, 6.0, -3.0, 1.5, -2.0, 1.0, 1.0, 1.0)
+    bias: float = -5.0
+    answer_probability: float = 0.5  # P(best topic is right) needed to answer
+    clarify_min: float = 25.0  # a topic scoring less is never offered
+    clarify_spread: float = 20.0  # runners-up offered are within this of the best
+    lone_probability: float = 0.2  # a single did-you-mean needs this, else fallback
+    safety_share: float = 0.35  # a message this much in safety words is a safety question
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Params:
+        known = {f.name for f in fields(cls)}
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    def confidence(self, features: Sequence[float]) -> float:
+        """The decision model's P(the best topic is the right answer)."""
+        if not features:
+            return 0.0
+        x = self.bias + sum(w * f for w, f in zip(self.coefficients, features, strict=True))
+        return 0.0 if x < -60.0 else 1.0 / (1.0 + math.exp(-x))
+
+
+@cache
+def fitted_params() -> Params:
+    """The parameters fitted for this project's knowledge base, shipped with the package."""
+    text = resources.files("bot").joinpath("matcher_params.json").read_text(encoding="utf-8")
+    return Params.from_dict(json.loads(text)["params"])
 
 
 @dataclass(frozen=True)
@@ -183,60 +161,15 @@ class Match:
     decision: Decision
     topic: str | None  # the answered topic id; None unless decision == "answer"
     candidates: tuple[Candidate, ...]  # best first, up to 3 (may be empty on fallback)
-
-
-def raw_words(text: str) -> list[str]:
-    """Lower-case ASCII words of `text`, accents and apostrophes removed ("what's" -> "whats")."""
-    folded = text[:MAX_CHARS].casefold()
-    if not folded.isascii():  # most text is plain ASCII; decomposing it is wasted work
-        folded = unicodedata.normalize("NFKD", folded)
-        folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return _WORD_PATTERN.findall(folded.translate(_APOSTROPHES))[:MAX_WORDS]
-
-
-def stem(word: str) -> str:
-    """A light suffix stripper: enough to meet "sores"/"sore", "kneading"/"knead".
-
-    Deliberately weaker than Porter: it only has to be consistent between the knowledge base
-    and the message, and over-stemming merges words that mean different things.
-    """
-    if len(word) <= 3 or word.isdigit():
-        return word
-    if word in STEM_EXCEPTIONS:
-        return STEM_EXCEPTIONS[word]
-    if word.endswith("ying") and not any(ch in "aeiou" for ch in word[:-4]):
-        word = word[:-4] + "ie"  # lying -> lie, but buying -> buy, playing -> play
-    elif word.endswith("ies") and len(word) > 4:
-        word = word[:-3] + "y"
-    elif word.endswith("sses"):
-        word = word[:-2]
-    elif word.endswith("ing") and len(word) > 5:
-        word = word[:-3]
-    elif len(word) > 4 and (word.endswith("ed") or (word.endswith("es") and word[-3] in "sxz")):
-        word = word[:-2]
-    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    # A doubled final consonant left by -ing/-ed ("rubbing" -> "rubb") is undone, and a
-    # final "e" dropped, so "massage", "massaged" and "massaging" all meet.
-    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiousl":
-        word = word[:-1]
-    if len(word) > 3 and word.endswith("e"):
-        word = word[:-1]
-    return word
-
-
-def _canonical(word: str) -> str:
-    """The spelling used for look-ups, before stemming: chat spellings, numbers."""
-    word = CHAT_SPELLINGS.get(word, word)
-    if word.isdigit() or word in NUMBER_WORDS:
-        return NUMBER_TOKEN
-    return word
+    smalltalk: str | None = None  # the small-talk id when decision == "smalltalk"
+    confidence: float = 0.0  # the decision model's P(best topic is right)
 
 
 @dataclass(frozen=True)
 class _Term:
     term: str
-    weight: float  # IDF of the term in the message
+    word: str  # as typed (first occurrence), to explain a match
+    weight: float  # IDF of the term, times the story weight if only in the story
     factor: float  # 1.0 if typed as in the knowledge base, less if corrected
     known: bool
 
@@ -245,34 +178,57 @@ class _Term:
 class _Message:
     terms: list[_Term]  # each term once
     sequence: tuple[tuple[int, str], ...]  # (word position, term) in order, repeats kept
+    words: tuple[str, ...]  # every word, canonical, stop words kept (for small talk)
 
 
 @dataclass(frozen=True)
 class _Phrasing:
     terms: frozenset[str]
     weight: float  # total IDF of its terms
+    text: str
 
 
 class _Scored(NamedTuple):  # a dozen a question: a tuple is cheaper to make than a dataclass
     index: int
     score: float
     strong: bool  # supported by a title, alias or example question, not only answer text
+    phrasing: int  # position of the best phrasing, -1 if none shares a word
+    similarity: float  # how closely that phrasing matches the message, 0..1
+    vote: float  # its share of the phrasings nearest to the message, across topics
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the matcher found in a message, before deciding what to do with it."""
+
+    message: _Message
+    smalltalk: str | None = None
+    vetoed: bool = False  # says an out-of-scope phrasing
+    topics: tuple[_Scored, ...] = ()  # best first
+    out_of_scope: float = 0.0  # score of the nearest out-of-scope phrasing
+    features: tuple[float, ...] = ()  # the decision model's inputs, in FEATURES order
+    safety_share: float = 0.0  # how much of the message is in safety words
 
 
 class Matcher:
     """Answer, clarify or fall back for a chat message; see the module docstring."""
 
-    def __init__(self, knowledge: KnowledgeBase) -> None:
+    def __init__(self, knowledge: KnowledgeBase, params: Params | None = None) -> None:
+        self.params = p = params or fitted_params()
         # Entry i is topic ids[i]; the last entry, id None, is the out-of-scope pseudo-topic.
         self._ids: list[str | None] = [*knowledge.topics, None]
-        texts: list[list[tuple[float, str]]] = [
-            _weighted_texts(topic) for topic in knowledge.topics.values()
+        self._safety_entries = frozenset(
+            i for i, topic in enumerate(knowledge.topics.values()) if topic.kind == "safety"
+        )
+        texts: list[list[tuple[float, str, bool]]] = [
+            _weighted_texts(topic, p) for topic in knowledge.topics.values()
         ]
-        texts.append([(QUESTION_WEIGHT, phrase) for phrase in knowledge.out_of_scope])
+        texts.append([(p.question_weight, phrase, True) for phrase in knowledge.out_of_scope])
+        self._synonyms = dict(knowledge.synonyms)
         # Surface word -> its term, or "" for a stop word: correcting "wich" to "which" must
         # make it vanish, not match a topic word one letter away. Filled while the texts are
         # read, it also saves stemming the same word over and over.
-        self._surface: dict[str, str] = dict.fromkeys(STOP_WORDS, "")
+        self._surface: dict[str, str] = dict.fromkeys(STOP_WORDS | knowledge.ignored_words, "")
         # How often the knowledge base uses each word: between equally close corrections
         # the commoner word is the likelier one ("paitents": patients, not parents).
         self._uses: dict[str, int] = {}
@@ -280,8 +236,9 @@ class Matcher:
         # typo is corrected to. A word only an answer uses is a poor guess ("pasta" is not
         # the "paste" talc makes with oil, "certain" not the "curtain" round a bed).
         self._phrase_words: set[str] = set()
-        fields = [
-            [(weight, self._terms_of(text, weight > ANSWER_WEIGHT)) for weight, text in entry]
+        entry_fields = [
+            [(weight, text, phrase, self._terms_of(text, phrase))
+             for weight, text, phrase in entry]
             for entry in texts
         ]
 
@@ -291,16 +248,19 @@ class Matcher:
         # an effleurage alias).
         evidence: list[dict[str, float]] = []
         document_frequency: dict[str, float] = {}
-        for entry in fields:
+        for entry in entry_fields:
             best: dict[str, float] = {}
             uses: dict[str, int] = {}
-            for weight, terms in entry:
+            for weight, _text, phrase, terms in entry:
                 for term in set(terms):
                     best[term] = max(best.get(term, 0.0), weight)
-                    if weight > ANSWER_WEIGHT:
+                    if phrase:
                         uses[term] = uses.get(term, 0) + 1
             evidence.append(
-                {term: _evidence(weight, uses.get(term, 0)) for term, weight in best.items()}
+                {
+                    term: _evidence(weight, uses.get(term, 0), p.central_base)
+                    for term, weight in best.items()
+                }
             )
             # A word only in an entry's answer text makes it a fraction of a document: answers
             # mention "hands" everywhere, which says little about which topic is meant.
@@ -312,20 +272,39 @@ class Matcher:
         }
         # A word no topic uses counts as rarer than any word a topic does use.
         self._unknown_idf = math.log(1.0 + entries / 0.5)
+        # A topic with a large vocabulary explains some of any long message ("drive", "gym",
+        # "weeks"): as BM25 does for long documents, its evidence is divided by how much
+        # larger than average its vocabulary is, to the degree `length_norm` says.
+        sizes = [sum(weights.values()) for weights in evidence[:-1]]
+        mean_size = sum(sizes) / len(sizes) if sizes else 1.0
+        norms = [1.0 - p.length_norm + p.length_norm * size / mean_size for size in sizes]
+        norms.append(1.0)  # the out-of-scope entry counts by its nearest phrasing instead
         self._postings: dict[str, dict[int, float]] = {}
         for index, weights in enumerate(evidence):
             for term, weight in weights.items():
-                self._postings.setdefault(term, {})[index] = weight
+                self._postings.setdefault(term, {})[index] = weight / norms[index]
+        # How much of each term's evidence points at safety topics: a message mostly in such
+        # words ("numb", "warfarin", "red patch") is a safety question.
+        self._safety: dict[str, float] = {}
+        foreign = entries - 1
+        for term, postings in self._postings.items():
+            total = sum(w for i, w in postings.items() if i != foreign)
+            safe = sum(w for i, w in postings.items() if i in self._safety_entries)
+            if total and safe:
+                self._safety[term] = safe / total
         # Out-of-scope phrasings that veto a message saying them. One word vetoes only if no
         # topic uses it by name ("chiropractor"): "what time is it" leaves just "time", which
         # plenty of in-scope questions say.
+        strong_evidence = p.central_base * p.question_weight
         topic_words = {
             term
             for weights in evidence[:-1]
             for term, weight in weights.items()
-            if weight >= STRONG_EVIDENCE
+            if weight >= strong_evidence
         }
-        self._out_of_scope_exact = {frozenset(terms) for _weight, terms in fields[-1] if terms}
+        self._out_of_scope_exact = {
+            frozenset(terms) for _weight, _text, _phrase, terms in entry_fields[-1] if terms
+        }
         self._out_of_scope = [
             phrase
             for phrase in self._out_of_scope_exact
@@ -338,12 +317,12 @@ class Matcher:
         }
         self._out_of_scope_terms = frozenset().union(*self._out_of_scope)
         self._phrasings: list[list[_Phrasing]] = []
-        for entry in fields:
+        for entry in entry_fields:
             phrasings = []
-            for weight, terms in entry:
-                if weight > ANSWER_WEIGHT and terms:
+            for _weight, text, phrase, terms in entry:
+                if phrase and terms:
                     unique = frozenset(terms)
-                    phrasings.append(_Phrasing(unique, sum(self._idf[t] for t in unique)))
+                    phrasings.append(_Phrasing(unique, sum(self._idf[t] for t in unique), text))
             self._phrasings.append(phrasings)
         # Which of an entry's phrasings use a term, so reranking looks only at the phrasings
         # that share a word with the message instead of testing every one.
@@ -355,10 +334,12 @@ class Matcher:
                     with_term.setdefault(term, []).append(position)
             self._phrasings_with.append({t: tuple(p) for t, p in with_term.items()})
         # The entries a term supports strongly: named in a title, alias or question.
-        self._strong_entries = {
-            term: frozenset(i for i, weight in postings.items() if weight >= STRONG_EVIDENCE)
-            for term, postings in self._postings.items()
-        }
+        strong: dict[str, set[int]] = {term: set() for term in self._postings}
+        for index, weights in enumerate(evidence):
+            for term, weight in weights.items():
+                if weight >= strong_evidence:
+                    strong[term].add(index)
+        self._strong_entries = {term: frozenset(found) for term, found in strong.items()}
 
         # Correction candidates by first letter and length: a typo keeps both, nearly.
         self._by_start: dict[tuple[str, int], list[str]] = {}
@@ -368,11 +349,26 @@ class Matcher:
         # Sorted knowledge-base words, for completing a half-typed last word in search.
         self._sorted_words = sorted(word for word, term in self._surface.items() if term)
 
+        # Small talk: each entry's words, and every small-talk word.
+        self._smalltalk: list[tuple[str, frozenset[str]]] = [
+            (talk.id, frozenset(self._canonical(w) for text in talk.phrasings
+                                for w in raw_words(text)))
+            for talk in knowledge.smalltalk
+        ]
+        self._smalltalk_words = frozenset().union(*(words for _id, words in self._smalltalk))
+        self._smalltalk_by_start: dict[str, list[str]] = {}
+        for word in self._smalltalk_words:
+            self._smalltalk_by_start.setdefault(word[0], []).append(word)
+
+    def _canonical(self, word: str) -> str:
+        word = canonical(word)
+        return self._synonyms.get(word, word)
+
     def _terms_of(self, text: str, phrase: bool) -> list[str]:
         """Content terms of a knowledge-base text, recording each word in the vocabulary;
         `phrase` when the text is a title, alias or question, not answer text."""
         terms = []
-        for word in map(_canonical, raw_words(text)):
+        for word in map(self._canonical, _text_words(text)):
             self._uses[word] = self._uses.get(word, 0) + 1
             if phrase:
                 self._phrase_words.add(word)
@@ -426,49 +422,71 @@ class Matcher:
         """The message's content terms, corrected and weighted, in order and without repeats."""
         terms: dict[str, _Term] = {}
         sequence: list[tuple[int, str]] = []
+        all_words: list[str] = []
+        story = self.params.story
 
-        def add(at: int, term: str, factor: float, known: bool = True) -> None:
+        def add(at: int, term: str, word: str, scale: float, factor: float,
+                known: bool = True) -> None:
             sequence.append((at, term))
             old = terms.get(term)
-            if old is None or old.factor < factor:
-                weight = self._idf[term] if known else self._unknown_idf
-                terms[term] = _Term(term, weight, factor, known)
+            weight = (self._idf[term] if known else self._unknown_idf) * scale
+            if old is None or old.weight * old.factor < weight * factor:
+                terms[term] = _Term(term, old.word if old else word, weight, factor, known)
 
         corrections = 0
-        previous = ""
-        for position, word in enumerate(map(_canonical, raw_words(text))):
-            if word in STOP_WORDS:
-                previous = ""
-                continue
-            joined = stem(previous + word) if previous else ""
-            if joined in self._idf:  # "bed sores" where the knowledge base says "bedsores"
-                add(position, joined, 1.0)
-            previous = word
-            term = self._surface.get(word)
+        position = -1
+        for sentence in sentences(text):
+            scale = 1.0 if sentence.question else story
+            previous = ""
+            for raw in sentence.words:
+                position += 1
+                word = self._canonical(raw)
+                all_words.append(word)
+                if word in STOP_WORDS or self._surface.get(word) == "":
+                    previous = ""
+                    continue
+                joined = stem(previous + word) if previous else ""
+                if joined in self._idf:  # "bed sores" where the knowledge base says "bedsores"
+                    add(position, joined, previous + word, scale, 1.0)
+                previous = word
+                term = self._surface.get(word)
+                if term is None:
+                    term = self._known_term(word)
+                if term is not None:
+                    if term:  # "" is a stop word only the knowledge base spells this way
+                        add(position, term, raw, scale, 1.0)
+                    continue
+                if corrections < MAX_CORRECTIONS and len(word) <= MAX_WORD_LENGTH:
+                    corrections += 1
+                    fixed = self._correct(word)
+                    if fixed is not None:
+                        if self._surface[fixed]:  # a typo of a stop word ("wich") just vanishes
+                            add(position, self._surface[fixed], raw, scale,
+                                self.params.corrected)
+                        continue
+                    parts = self._split(word)
+                    if parts:
+                        for part in parts:
+                            add(position, part, raw, scale, self.params.corrected)
+                        continue
+                add(position, stem(word), raw, scale, 1.0, known=False)
+        return _Message(list(terms.values()), tuple(sequence), tuple(all_words))
+
+    def _known_term(self, word: str) -> str | None:
+        """The term of a word the knowledge base never spells this way, if one of its forms
+        is known: "" for a stop word, None if nothing is."""
+        stemmed = stem(word)
+        if stemmed in STOP_WORDS:
+            return ""
+        if stemmed in self._idf:
+            return stemmed
+        for base in base_forms(word):
+            term = self._surface.get(base)
             if term is None:
-                stemmed = stem(word)
-                if stemmed in STOP_WORDS:
-                    term = ""
-                elif stemmed in self._idf:
-                    term = stemmed
-            if term is not None:
-                if term:  # "" is a stop word only the knowledge base spells this way
-                    add(position, term, 1.0)
-                continue
-            if corrections < MAX_CORRECTIONS and len(word) <= MAX_WORD_LENGTH:
-                corrections += 1
-                fixed = self._correct(word)
-                if fixed is not None:
-                    if self._surface[fixed]:  # a typo of a stop word ("wich") just vanishes
-                        add(position, self._surface[fixed], CORRECTED_FACTOR)
-                    continue
-                parts = self._split(word)
-                if parts:
-                    for part in parts:
-                        add(position, part, CORRECTED_FACTOR)
-                    continue
-            add(position, stem(word), 1.0, known=False)
-        return _Message(list(terms.values()), tuple(sequence))
+                term = stem(base)
+            if term in self._idf:
+                return term
+        return None
 
     def _out_of_scope_phrase(self, message: _Message) -> bool:
         """Whether the message says one of the out-of-scope phrasings, words close together.
@@ -497,7 +515,35 @@ class Matcher:
                 return left, right
         return None
 
+    def _smalltalk_of(self, message: _Message) -> str | None:
+        """The small-talk entry a message is, when every word of it is small talk."""
+        if not self._smalltalk or not message.words:
+            return None
+        words = []
+        for word in message.words:
+            if word not in self._smalltalk_words:
+                if len(word) < 4:
+                    return None
+                found = process.extractOne(
+                    word, self._smalltalk_by_start.get(word[0], ()), scorer=OSA.distance,
+                    score_cutoff=1,
+                )
+                if found is None:
+                    return None
+                word = found[0]
+            words.append(word)
+        best = max(self._smalltalk, key=lambda entry: sum(w in entry[1] for w in words))
+        return best[0]
+
     # -- scoring -----------------------------------------------------------------------
+
+    def _total(self, terms: list[_Term]) -> float:
+        """What a topic's evidence is divided by: the message's weight, with unknown words
+        counting part and long messages capped (most of a ramble is context)."""
+        known = sum(t.weight for t in terms if t.known)
+        unknown = sum(t.weight for t in terms if not t.known)
+        return min(known + self.params.unknown * unknown,
+                   self.params.saturation * self._unknown_idf)
 
     def _score(self, terms: list[_Term], pool: int) -> list[_Scored]:
         """The `pool` entries sharing most with the message, plus the out-of-scope entry,
@@ -505,14 +551,7 @@ class Matcher:
         known = [t for t in terms if t.known]
         if not known:
             return []
-        known_weight = sum(t.weight for t in known)
-        unknown_weight = sum(t.weight for t in terms if not t.known)
-        # A short message must be explained nearly whole by one topic; a long one is judged
-        # by how much evidence it holds, since most of a ramble is context, not question.
-        total = min(
-            known_weight + UNKNOWN_FACTOR * unknown_weight,
-            SATURATION_WORDS * self._unknown_idf,
-        )
+        total = self._total(terms)
         # A long message is scored on its most telling words only, which bounds the work.
         if len(known) > MAX_SCORED_TERMS:
             known = heapq.nlargest(MAX_SCORED_TERMS, known, key=lambda t: t.weight * t.factor)
@@ -552,11 +591,18 @@ class Matcher:
             )
             if coverage[out_of_scope]:
                 chosen.append(out_of_scope)
+        # Safety topics are lifted by the share of the message in safety words.
+        lift = 1.0
+        if self.params.safety_boost and self._safety_entries:
+            lift += self.params.safety_boost * self._safety_share(query)
+        share_of_coverage = self.params.coverage_share
         scored = []
         asked = frozenset(query)
         strong_entries = frozenset().union(*(self._strong_entries[term] for term in asked))
+        nearest: list[tuple[float, int]] = []  # (similarity, entry) of the closest phrasings
         for index in chosen:
             phrasing = 0.0
+            best_position = -1
             best_overlap = 0.0
             # How much of the message each phrasing sharing a word with it says.
             overlaps: dict[int, float] = {}
@@ -567,56 +613,129 @@ class Matcher:
             if overlaps:
                 phrasings = self._phrasings[index]
                 best_overlap = max(overlaps.values())
-                phrasing = max(
-                    overlap / math.sqrt(total * phrasings[position].weight)
-                    for position, overlap in overlaps.items()
-                )
+                similarities = []
+                for position, overlap in overlaps.items():
+                    similarity = overlap / math.sqrt(total * phrasings[position].weight)
+                    similarities.append(similarity)
+                    if similarity > phrasing:
+                        phrasing, best_position = similarity, position
+                if index != out_of_scope:
+                    nearest += [(sim, index) for sim in heapq.nlargest(VOTERS, similarities)]
             share = coverage[index] / total
             if index == out_of_scope:
                 # The out-of-scope phrasings are unrelated to each other ("car oil", "massage
                 # my feet", "treat a burn at home"): together they "cover" any long message
                 # about oil, feet and home. Only the nearest single phrasing counts.
-                share = min(share, OUT_OF_SCOPE_EVIDENCE * best_overlap / total)
-            score = 100.0 * min(1.0, COVERAGE_SHARE * share + PHRASING_SHARE * phrasing)
-            scored.append(_Scored(index, score, index in strong_entries))
+                share = min(share, self.params.question_weight * best_overlap / total)
+            score = share_of_coverage * share + (1.0 - share_of_coverage) * phrasing
+            if index in self._safety_entries:
+                score *= lift
+            scored.append(
+                # Not capped: a long message can hold more evidence than its capped weight,
+                # and the ranking between such topics still counts.
+                _Scored(index, 100.0 * score, index in strong_entries, best_position,
+                        min(1.0, phrasing), 0.0)
+            )
+        # Of the phrasings closest to the message, across topics, each topic's share: a
+        # topic whose examples crowd the message's neighbourhood is a safer answer.
+        voters = heapq.nlargest(VOTERS, nearest)
+        mass = sum(sim for sim, _ in voters)
+        if mass:
+            votes: dict[int, float] = {}
+            for sim, index in voters:
+                votes[index] = votes.get(index, 0.0) + sim / mass
+            scored = [s._replace(vote=votes.get(s.index, 0.0)) for s in scored]
         scored.sort(key=lambda s: s.score, reverse=True)
         return scored
 
+    def _safety_share(self, query: Mapping[str, float]) -> float:
+        """How much of the message's weight is in words that point at safety topics."""
+        total = sum(query.values())
+        if not total:
+            return 0.0
+        return sum(mass * self._safety.get(term, 0.0) for term, mass in query.items()) / total
+
     def match(self, text: str) -> Match:
         """Decide how to reply to `text`: answer one topic, clarify, or fall back."""
+        return self.decide(self.assess(text))
+
+    def assess(self, text: str) -> Assessment:
+        """Everything the decision needs to know about `text`, before deciding."""
         message = self._analyse(text)
+        talk = self._smalltalk_of(message)
+        if talk is not None:
+            return Assessment(message, smalltalk=talk)
         if self._out_of_scope_phrase(message):
             # The message says a phrasing the knowledge base says never to answer ("knead
             # bread dough"): whatever else it shares with a topic is incidental.
-            return Match("fallback", None, ())
+            return Assessment(message, vetoed=True)
         scored = self._score(message.terms, RERANK_POOL)
-        topics = [s for s in scored if self._ids[s.index] is not None]
+        topics = tuple(s for s in scored if self._ids[s.index] is not None)
+        if not topics:
+            return Assessment(message)
         out_of_scope = next((s.score for s in scored if self._ids[s.index] is None), 0.0)
-        if not topics or topics[0].score < CLARIFY_MIN:
-            return Match("fallback", None, ())
         top = topics[0]
-        if out_of_scope >= top.score:
-            # Nearer to a phrasing the knowledge base says never to answer than to any topic.
-            return Match("fallback", None, ())
-        floor = max(CLARIFY_MIN, top.score - CLARIFY_SPREAD)
-        close = [s for s in topics[:MAX_CANDIDATES] if s.score >= floor]
-        candidates = tuple(self._candidate(s) for s in close)
         runner_up = topics[1].score if len(topics) > 1 else 0.0
         # Words only out-of-scope phrasings use ("car", "hair") count as unknown here too.
         foreign = len(self._ids) - 1
-        unknown = sum(
-            1 for t in message.terms if not t.known or self._postings[t.term].keys() == {foreign}
+        unknown = [
+            t for t in message.terms if not t.known or self._postings[t.term].keys() == {foreign}
+        ]
+        weight = sum(t.weight for t in message.terms)
+        known_mass = {t.term: t.weight * t.factor for t in message.terms if t.known}
+        explained = sum(
+            mass for term, mass in known_mass.items() if top.index in self._postings[term]
         )
-        known = len(message.terms) - unknown
-        if (
-            top.strong
-            and not (unknown and known <= SHORT_KNOWN_TERMS)
-            and top.score >= ANSWER_MIN
-            and top.score - runner_up >= ANSWER_MARGIN
-            and top.score - out_of_scope >= ANSWER_MARGIN
-        ):
-            return Match("answer", self._ids[top.index], candidates)
-        return Match("clarify", None, candidates)
+        features = (
+            top.score / 100.0,
+            (top.score - runner_up) / 100.0,
+            (top.score - out_of_scope) / 100.0,
+            sum(t.weight for t in unknown) / weight if weight else 0.0,
+            1.0 if top.strong else 0.0,
+            1.0 if unknown and len(message.terms) - len(unknown) <= SHORT_KNOWN_TERMS else 0.0,
+            top.similarity,
+            explained / sum(known_mass.values()),
+            top.vote,
+        )
+        safety = self._safety_share(known_mass)
+        return Assessment(message, topics=topics, out_of_scope=out_of_scope,
+                          features=features, safety_share=safety)
+
+    def decide(self, assessment: Assessment, params: Params | None = None) -> Match:
+        """The decision for an assessed message; `params` overrides the decision thresholds
+        (calibration tries many on the same assessments)."""
+        p = params or self.params
+        if assessment.smalltalk is not None:
+            return Match("smalltalk", None, (), smalltalk=assessment.smalltalk)
+        topics = assessment.topics
+        if not topics:
+            return Match("fallback", None, ())
+        top = topics[0]
+        confidence = p.confidence(assessment.features)
+        if top.score < p.clarify_min or assessment.out_of_scope >= top.score:
+            # Too little in common with any topic, or nearer to a phrasing the knowledge
+            # base says never to answer than to any topic.
+            return Match("fallback", None, (), confidence=confidence)
+        floor = max(p.clarify_min, top.score - p.clarify_spread)
+        close = [s for s in topics[:MAX_CANDIDATES] if s.score >= floor]
+        safety_question = (
+            top.index not in self._safety_entries and assessment.safety_share >= p.safety_share
+        )
+        if safety_question:
+            # A message about pain, a condition or a medicine is never answered with a
+            # comfort topic alone: the nearest safety topic is offered beside it.
+            safest = next((s for s in topics if s.index in self._safety_entries), None)
+            if safest is not None and safest not in close:
+                close = [*close[: MAX_CANDIDATES - 1], safest]
+        candidates = tuple(self._candidate(s, assessment.message) for s in close)
+        if confidence >= p.answer_probability and not safety_question:
+            return Match("answer", self._ids[top.index], candidates, confidence=confidence)
+        if len(candidates) == 1 and confidence < p.lone_probability:
+            return Match("fallback", None, (), confidence=confidence)
+        return Match("clarify", None, candidates, confidence=confidence)
+
+    def topic_of(self, scored: _Scored) -> str | None:
+        return self._ids[scored.index]
 
     def search(self, text: str, limit: int = 5) -> list[Candidate]:
         """Topics ranked for `text`, looser than `match`: for inline suggestions as one types.
@@ -624,13 +743,15 @@ class Matcher:
         No out-of-scope veto and no margin: it only ranks. A half-typed last word ("petri")
         is completed from the knowledge base's words.
         """
-        terms = self._analyse(text).terms
+        message = self._analyse(text)
+        terms = message.terms
         words = raw_words(text)
-        if words and not any(t.term == stem(_canonical(words[-1])) for t in terms if t.known):
+        last = stem(self._canonical(words[-1])) if words else ""
+        if words and not any(t.term == last for t in terms if t.known):
             terms += self._completions(words[-1], {t.term for t in terms})
         scored = self._score(terms, max(limit, RERANK_POOL))
         found = [s for s in scored if self._ids[s.index] is not None and s.score >= SEARCH_MIN]
-        return [self._candidate(s) for s in found[: max(limit, 0)]]
+        return [self._candidate(s, message) for s in found[: max(limit, 0)]]
 
     def _completions(self, prefix: str, seen: set[str]) -> list[_Term]:
         """Terms of the knowledge-base words that start with `prefix` (3+ letters)."""
@@ -643,20 +764,33 @@ class Matcher:
                 break
             term = self._surface[word]
             if term in self._idf and term not in seen:
-                found[term] = _Term(term, self._idf[term], CORRECTED_FACTOR, known=True)
+                found[term] = _Term(term, word, self._idf[term], self.params.corrected, True)
         return list(found.values())
 
-    def _candidate(self, scored: _Scored) -> Candidate:
+    def _candidate(self, scored: _Scored, message: _Message) -> Candidate:
         topic = self._ids[scored.index]
         assert topic is not None  # callers pass topics only, never the out-of-scope entry
-        return Candidate(topic, round(scored.score, 1))
+        phrasing = (
+            self._phrasings[scored.index][scored.phrasing].text if scored.phrasing >= 0 else ""
+        )
+        words = tuple(
+            t.word for t in message.terms if scored.index in self._postings.get(t.term, ())
+        )
+        return Candidate(topic, round(min(100.0, scored.score), 1), phrasing, words)
 
 
-def _evidence(field_weight: float, phrasings: int) -> float:
+@lru_cache(maxsize=1 << 16)
+def _text_words(text: str) -> tuple[str, ...]:
+    """The words of a knowledge-base text. Cached: cross-validation and calibration build
+    hundreds of indexes over the same texts."""
+    return tuple(raw_words(text))
+
+
+def _evidence(field_weight: float, phrasings: int, central_base: float) -> float:
     """How strongly a term points at a topic: its strongest field's weight, scaled up from
-    CENTRAL_BASE to all of it as more of the topic's phrasings use the term."""
+    `central_base` to all of it as more of the topic's phrasings use the term."""
     centrality = min(1.0, phrasings / CENTRAL_USES)
-    return field_weight * (CENTRAL_BASE + (1.0 - CENTRAL_BASE) * centrality)
+    return field_weight * (central_base + (1.0 - central_base) * centrality)
 
 
 def _close_together(found: list[tuple[int, str]], distinct: int, span: int) -> bool:
@@ -677,11 +811,13 @@ def _close_together(found: list[tuple[int, str]], distinct: int, span: int) -> b
     return False
 
 
-def _weighted_texts(topic: Topic) -> list[tuple[float, str]]:
-    """Every text of a topic with how strongly a word in it points at the topic."""
-    texts = [(TITLE_WEIGHT, topic.title), (ALIAS_WEIGHT, topic.id.replace("-", " "))]
-    texts += [(ALIAS_WEIGHT, alias) for alias in topic.aliases]
-    texts += [(QUESTION_WEIGHT, question) for question in topic.questions]
-    texts.append((ANSWER_WEIGHT, topic.answer))
-    texts += [(ANSWER_WEIGHT, item) for item in topic.checklist]
+def _weighted_texts(topic: Topic, p: Params) -> list[tuple[float, str, bool]]:
+    """Every text of a topic with how strongly a word in it points at the topic, and whether
+    it is a phrasing (title, alias, question) rather than answer text."""
+    texts = [(p.alias_weight, topic.title, True),
+             (p.alias_weight, topic.id.replace("-", " "), True)]
+    texts += [(p.alias_weight, alias, True) for alias in topic.aliases]
+    texts += [(p.question_weight, question, True) for question in topic.questions]
+    texts.append((p.answer_weight, topic.answer, False))
+    texts += [(p.answer_weight, item, False) for item in topic.checklist]
     return texts

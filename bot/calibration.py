@@ -1,0 +1,254 @@
+"""Fit the matcher's parameters on data instead of setting them by hand.
+
+The data: the knowledge base's own phrasings by k-fold cross-validation (each asked of an
+index built without it) and labelled question files (`{q, expect, style}`). The objective is
+what a person gets from each reply (`UTILITY`): a right answer is worth most, a wrong one costs
+several times that, a "did you mean" that offers the right topic is worth a tap.
+
+1. The decision model (`Params.coefficients`, `Params.bias`) is a logistic regression of "the
+   best topic is a right answer" on the matcher's decision features, fitted by Newton's method.
+2. The thresholds (answer probability, clarify floor and spread, the lone guess, the safety
+   share) are chosen by coordinate search for the highest utility.
+3. The ranking weights (fields, story, safety lift, ...) by coordinate search on top of both.
+
+`python -m bot.calibration [FILE ...]` fits and writes `bot/matcher_params.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.evaluation import EvalQuestion, held_out, load_questions
+from bot.knowledge import KnowledgeBase, load_knowledge
+from bot.matcher import FEATURES, Assessment, Match, Matcher, Params
+
+PARAMS_FILE = Path(__file__).resolve().parent / "matcher_params.json"
+FOLDS = 10
+# The knowledge base's own phrasings are short and clean; people's messages are not. Each
+# phrasing counts for this much of a labelled question.
+PHRASING_WEIGHT = 0.5
+# What a reply is worth to the person who asked (in scope / out of scope).
+UTILITY = {
+    "right": 1.0,
+    "wrong": -4.0,
+    "clarify_hit": 0.4,
+    "clarify_miss": -0.4,
+    "declined": 0.0,
+    "out_of_scope_answered": -3.0,
+    "out_of_scope_clarify": -0.2,
+}
+# The values the coordinate searches try, per parameter.
+DECISION_GRID: dict[str, Sequence[float]] = {
+    "answer_probability": [0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95],
+    "clarify_min": [10.0, 15.0, 20.0, 25.0, 30.0, 35.0],
+    "clarify_spread": [5.0, 10.0, 15.0, 20.0, 25.0, 30.0],
+    "lone_probability": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+    "safety_share": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.01],
+}
+RANKING_GRID: dict[str, Sequence[float]] = {
+    "question_weight": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+    "answer_weight": [0.1, 0.2, 0.3, 0.4, 0.5],
+    "central_base": [0.3, 0.45, 0.6, 0.75, 0.9],
+    "corrected": [0.6, 0.7, 0.85, 1.0],
+    "unknown": [0.2, 0.4, 0.6, 0.8, 1.0],
+    "saturation": [2.0, 3.0, 4.0, 6.0],
+    "coverage_share": [0.2, 0.35, 0.5, 0.65, 0.8],
+    "story": [0.2, 0.35, 0.5, 0.7, 1.0],
+    "safety_boost": [0.0, 0.25, 0.5, 1.0, 1.5],
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    question: EvalQuestion
+    weight: float
+    matcher: Matcher  # the one that assessed it (built without it, for a phrasing)
+    assessment: Assessment
+
+
+def utility(question: EvalQuestion, match: Match) -> float:
+    """What `match` is worth to the person who asked `question`."""
+    if not question.in_scope:
+        if match.decision == "answer":
+            return UTILITY["out_of_scope_answered"]
+        return UTILITY["out_of_scope_clarify"] if match.decision == "clarify" else 0.0
+    if match.decision == "answer":
+        return UTILITY["right"] if match.topic in question.expect else UTILITY["wrong"]
+    if match.decision == "clarify":
+        hit = any(c.topic in question.expect for c in match.candidates)
+        return UTILITY["clarify_hit"] if hit else UTILITY["clarify_miss"]
+    return UTILITY["declined"]
+
+
+def assess(
+    knowledge: KnowledgeBase,
+    params: Params,
+    labelled: Sequence[EvalQuestion],
+    folds: int = FOLDS,
+) -> list[Sample]:
+    """Every phrasing (k-fold) and labelled question, assessed under `params`."""
+    samples = []
+    for reduced, questions in held_out(knowledge, folds):
+        matcher = Matcher(reduced, params)
+        samples += [Sample(q, PHRASING_WEIGHT, matcher, matcher.assess(q.q)) for q in questions]
+    full = Matcher(knowledge, params)
+    samples += [Sample(q, 1.0, full, full.assess(q.q)) for q in labelled]
+    return samples
+
+
+def total_utility(samples: Iterable[Sample], params: Params) -> float:
+    return sum(
+        s.weight * utility(s.question, s.matcher.decide(s.assessment, params)) for s in samples
+    )
+
+
+def fit_logistic(
+    rows: Sequence[tuple[Sequence[float], bool, float]], ridge: float = 0.01, rounds: int = 25
+) -> tuple[float, list[float]]:
+    """Weighted logistic regression by Newton's method: (bias, coefficients).
+
+    `rows` are (features, label, weight). A small ridge keeps the fit finite when a feature
+    separates the labels perfectly.
+    """
+    size = len(rows[0][0]) + 1 if rows else 1
+    beta = [0.0] * size
+    for _ in range(rounds):
+        gradient = [0.0] * size
+        hessian = [[0.0] * size for _ in range(size)]
+        for features, label, weight in rows:
+            x = (1.0, *features)
+            z = sum(b * v for b, v in zip(beta, x, strict=True))
+            p = 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+            for i in range(size):
+                gradient[i] += weight * (float(label) - p) * x[i]
+                for j in range(size):
+                    hessian[i][j] += weight * p * (1.0 - p) * x[i] * x[j]
+        for i in range(1, size):
+            gradient[i] -= ridge * beta[i]
+            hessian[i][i] += ridge
+        step = _solve(hessian, gradient)
+        beta = [b + s for b, s in zip(beta, step, strict=True)]
+        if max(abs(s) for s in step) < 1e-6:
+            break
+    return beta[0], beta[1:]
+
+
+def _solve(matrix: list[list[float]], vector: list[float]) -> list[float]:
+    """Solve matrix @ x = vector (Gaussian elimination with partial pivoting)."""
+    n = len(vector)
+    a = [row[:] + [vector[i]] for i, row in enumerate(matrix)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        a[col], a[pivot] = a[pivot], a[col]
+        if abs(a[col][col]) < 1e-12:
+            continue
+        for r in range(n):
+            if r != col:
+                factor = a[r][col] / a[col][col]
+                for c in range(col, n + 1):
+                    a[r][c] -= factor * a[col][c]
+    return [a[i][n] / a[i][i] if abs(a[i][i]) >= 1e-12 else 0.0 for i in range(n)]
+
+
+def fit_decision(samples: Sequence[Sample], params: Params) -> tuple[Params, float]:
+    """The decision model and thresholds that serve `samples` best, and their utility."""
+    rows = []
+    for s in samples:
+        a = s.assessment
+        if a.topics and a.features:
+            right = s.question.in_scope and s.matcher.topic_of(a.topics[0]) in s.question.expect
+            rows.append((a.features, right, s.weight))
+    if rows:
+        bias, coefficients = fit_logistic(rows)
+        params = dataclasses.replace(params, bias=bias, coefficients=tuple(coefficients))
+    return coordinate_search(params, DECISION_GRID, lambda p: total_utility(samples, p))
+
+
+def coordinate_search(
+    params: Params,
+    grid: dict[str, Sequence[float]],
+    score: Callable[[Params], float],
+    sweeps: int = 2,
+    report: Callable[[str], None] | None = None,
+) -> tuple[Params, float]:
+    """Improve one parameter at a time over its grid, keeping the best, for `sweeps` rounds."""
+    best = score(params)
+    for _ in range(sweeps):
+        improved = False
+        for name, values in grid.items():
+            for value in values:
+                if value == getattr(params, name):
+                    continue
+                trial = dataclasses.replace(params, **{name: value})
+                result = score(trial)
+                if result > best + 1e-9:
+                    params, best, improved = trial, result, True
+                    if report:
+                        report(f"  {name} = {value}: utility {best:.1f}")
+        if not improved:
+            break
+    return params, best
+
+
+def fit(
+    knowledge: KnowledgeBase,
+    labelled: Sequence[EvalQuestion],
+    start: Params | None = None,
+    ranking: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> tuple[Params, float]:
+    """Fit everything: the ranking weights, and for each the decision on top (see above)."""
+
+    def score(params: Params) -> float:
+        return fit_decision(assess(knowledge, params, labelled), params)[1]
+
+    params = start or Params()
+    params, best = fit_decision(assess(knowledge, params, labelled), params)
+    if ranking:
+        params, best = coordinate_search(params, RANKING_GRID, score, report=report)
+        # The decision fitted for the final ranking weights.
+        params, best = fit_decision(assess(knowledge, params, labelled), params)
+    return params, best
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.calibration",
+        description="Fit the matcher's parameters and write them to bot/matcher_params.json.",
+    )
+    parser.add_argument("files", nargs="*", help="labelled questions files to fit on")
+    parser.add_argument("--kb", default="knowledge", help="knowledge base directory")
+    parser.add_argument("--decision-only", action="store_true",
+                        help="keep the ranking weights, refit the decision")
+    parser.add_argument("--out", default=str(PARAMS_FILE))
+    args = parser.parse_args(argv)
+    knowledge = load_knowledge(Path(args.kb), require_contract=False)
+    labelled = [q for name in args.files for q in load_questions(Path(name))]
+    current = Params.from_dict(json.loads(Path(args.out).read_text())["params"]) if Path(
+        args.out
+    ).exists() else Params()
+    params, best = fit(knowledge, labelled, start=current, ranking=not args.decision_only,
+                       report=lambda line: print(line, file=sys.stderr, flush=True))
+    record = {
+        "fitted": (
+            f"python -m bot.calibration on {knowledge.summary()}, {FOLDS}-fold phrasings and "
+            f"{len(labelled)} labelled questions from: " + ", ".join(
+                Path(name).name for name in args.files) + f"; utility {best:.1f}"
+        ),
+        "features": list(FEATURES),
+        "params": params.to_dict(),
+    }
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(record["fitted"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
