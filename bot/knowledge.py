@@ -8,7 +8,15 @@ A knowledge file is a YAML mapping with any of these top-level keys:
   `equipment` (checklist items), optional `aftercare` (lines for the closing summary) and
   `steps` (`title`, `text`, optional `seconds`);
 - `safety_check`: yes/no screening questions asked before a guided session starts;
-- `out_of_scope`: phrasings the matcher must never answer directly ("car oil").
+- `out_of_scope`: phrasings the matcher must never answer directly ("car oil");
+- `vocabulary`: what the knowledge base means by words, for the matcher: `synonyms` (a word
+  and the other words people use for it: `stomach: [tummy, belly]`) and `ignore` (words that
+  say who, not what: "mum", "resident");
+- `examples`: messages people sent, by the topic that answers them (`tapotement: [the karate
+  chop thing]`): more example questions for the matcher, kept apart from the content so the
+  loop of reviewing what people asked does not touch the topics' files;
+- `smalltalk`: chit-chat that is not a question (`id`, `phrasings`, and a `reply`, or a
+  `command` whose screen answers it, such as `help`).
 
 Every problem is collected, not just the first, and names its file, line and field, so one
 `massage-bot check` run shows everything that needs fixing.
@@ -18,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,11 +103,22 @@ class GuidedSession:
 
 
 @dataclass(frozen=True)
+class SmallTalk:
+    id: str
+    phrasings: tuple[str, ...]
+    reply: str = ""  # what to say; empty when `command` answers it
+    command: str = ""  # a command whose screen is the answer ("help")
+
+
+@dataclass(frozen=True)
 class KnowledgeBase:
     topics: Mapping[str, Topic]
     sessions: Mapping[str, GuidedSession]
     safety_check: tuple[str, ...] = ()
     out_of_scope: tuple[str, ...] = ()
+    synonyms: Mapping[str, str] = field(default_factory=dict)  # word people use -> word meant
+    ignored_words: frozenset[str] = frozenset()
+    smalltalk: tuple[SmallTalk, ...] = ()
 
     def topics_of_kind(self, kind: str) -> list[Topic]:
         return [topic for topic in self.topics.values() if topic.kind == kind]
@@ -331,7 +350,83 @@ def _parse_session(node: _Node, file: str, where: str, out: _Collector) -> Guide
     )
 
 
-_TOP_LEVEL_KEYS = ("topics", "sessions", "safety_check", "out_of_scope")
+_TOP_LEVEL_KEYS = (
+    "topics", "sessions", "safety_check", "out_of_scope", "vocabulary", "smalltalk", "examples",
+)  # fmt: skip
+SMALLTALK_COMMANDS = ("help", "start")
+_WORD = re.compile(r"^[a-z0-9]+$")
+
+
+def _parse_vocabulary(
+    node: Any, file: str, line: int, synonyms: dict[str, str], ignored: set[str], out: _Collector
+) -> None:
+    if not isinstance(node, _Node):
+        out.add(file, line, "vocabulary", "must be a mapping with synonyms and ignore")
+        return
+    for key in node:
+        if key not in ("synonyms", "ignore"):
+            out.add(file, _line_of(node, key), f"vocabulary.{key}",
+                    "unknown key; expected synonyms or ignore")
+    raw = node.get("synonyms", {})
+    if not isinstance(raw, _Node):
+        out.add(file, _line_of(node, "synonyms"), "vocabulary.synonyms",
+                "must be a mapping of a word to the words people use for it")
+        raw = _Node()
+    for meant, variants in raw.items():
+        name = f"vocabulary.synonyms.{meant}"
+        key_line = _line_of(raw, str(meant))
+        if not isinstance(meant, str) or not _WORD.match(meant):
+            out.add(file, key_line, name, "must be one lower-case word")
+            continue
+        if not isinstance(variants, list):
+            out.add(file, key_line, name, "must be a list of words")
+            continue
+        for variant in variants:
+            if not isinstance(variant, str) or not _WORD.match(variant):
+                out.add(file, key_line, name, f"{variant!r} is not one lower-case word")
+            elif variant in synonyms and synonyms[variant] != meant:
+                out.add(file, key_line, name,
+                        f"{variant!r} already means {synonyms[variant]!r}")
+            elif variant == meant:
+                out.add(file, key_line, name, f"{variant!r} is listed as its own synonym")
+            else:
+                synonyms[variant] = meant
+    for index, word in enumerate(_texts(node, "ignore", file, "vocabulary", out, required=False)):
+        if not _WORD.match(word):
+            out.add(file, _line_of(node, "ignore"), f"vocabulary.ignore[{index}]",
+                    f"{word!r} is not one lower-case word")
+        ignored.add(word)
+
+
+def _parse_examples(
+    node: Any, file: str, line: int, out: _Collector
+) -> list[tuple[str, int, str, tuple[str, ...]]]:
+    if not isinstance(node, _Node):
+        out.add(file, line, "examples", "must be a mapping of a topic id to its example messages")
+        return []
+    return [
+        (file, _line_of(node, str(topic_id)), str(topic_id),
+         _texts(node, str(topic_id), file, "examples", out))
+        for topic_id in node
+    ]
+
+
+def _parse_smalltalk(node: _Node, file: str, where: str, out: _Collector) -> SmallTalk:
+    talk_id = _checked_id(node, file, where, out)
+    where = f"smalltalk {talk_id}" if talk_id else where
+    reply = _text(node, "reply", file, where, out, required=False)
+    command = _text(node, "command", file, where, out, required=False)
+    if bool(reply) == bool(command):
+        out.add(file, node.line, where, "needs either a reply or a command")
+    if command and command not in SMALLTALK_COMMANDS:
+        out.add(file, _line_of(node, "command"), f"{where}.command",
+                f"unknown command {command!r}; expected one of {', '.join(SMALLTALK_COMMANDS)}")
+    return SmallTalk(
+        id=talk_id,
+        phrasings=_texts(node, "phrasings", file, where, out),
+        reply=reply,
+        command=command,
+    )
 
 
 def _read_yaml(path: Path, label: str, out: _Collector) -> Any:
@@ -373,6 +468,11 @@ def check_knowledge(
     sessions: dict[str, GuidedSession] = {}
     safety_check: list[str] = []
     out_of_scope: list[str] = []
+    synonyms: dict[str, str] = {}
+    ignored: set[str] = set()
+    smalltalk: list[SmallTalk] = []
+    # (file, line, topic id, phrasings) of `examples:`, joined to their topics at the end.
+    examples: list[tuple[str, int, str, tuple[str, ...]]] = []
     related_refs: list[tuple[str, int, str, str]] = []
 
     for path in files:
@@ -424,10 +524,26 @@ def check_knowledge(
         for key, target in (("safety_check", safety_check), ("out_of_scope", out_of_scope)):
             if key in data:
                 target.extend(_texts(data, key, label, "file", out))
+        if "vocabulary" in data:
+            _parse_vocabulary(
+                data["vocabulary"], label, _line_of(data, "vocabulary"), synonyms, ignored, out
+            )
+        if "examples" in data:
+            examples += _parse_examples(data["examples"], label, _line_of(data, "examples"), out)
+        for index, node in _mapping_items(
+            data.get("smalltalk", []), label, "smalltalk", _line_of(data, "smalltalk"), out
+        ):
+            smalltalk.append(_parse_smalltalk(node, label, f"smalltalk[{index}]", out))
 
     for label, line, name, ref in related_refs:
         if ref not in topics:
             out.add(label, line, name, f"unknown topic id {ref!r}")
+    for label, line, topic_id, phrasings in examples:
+        if topic_id not in topics:
+            out.add(label, line, f"examples.{topic_id}", f"unknown topic id {topic_id!r}")
+            continue
+        topic = topics[topic_id]
+        topics[topic_id] = replace(topic, questions=topic.questions + phrasings)
 
     if require_contract:
         where = str(directory)
@@ -446,6 +562,9 @@ def check_knowledge(
             sessions=sessions,
             safety_check=tuple(safety_check),
             out_of_scope=tuple(out_of_scope),
+            synonyms=synonyms,
+            ignored_words=frozenset(ignored),
+            smalltalk=tuple(smalltalk),
         ),
         [],
     )
