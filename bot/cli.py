@@ -46,6 +46,7 @@ def match_json(query: str, match: Match) -> str:
             "query": query,
             "decision": match.decision,
             "topic": match.topic if match.decision == "answer" else None,
+            **({"smalltalk": match.smalltalk} if match.decision == "smalltalk" else {}),
             "candidates": [
                 {
                     "topic": c.topic,
@@ -98,7 +99,7 @@ def cmd_eval(args: argparse.Namespace, knowledge: KnowledgeBase) -> int:
               file=sys.stderr)
         return 2
     if args.cross_validate:
-        report = cross_validate(knowledge, Matcher)
+        report = cross_validate(knowledge, Matcher, args.folds)
     else:
         report = evaluate(load_questions(Path(args.file)), Matcher(knowledge))
     if args.json:
@@ -199,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("file", nargs="?", help="questions file, e.g. questions-dev.yaml")
     evaluation.add_argument("--cross-validate", action="store_true",
                             help="leave-one-out over the knowledge base's own phrasings")
+    evaluation.add_argument("--folds", type=int, metavar="K",
+                            help="with --cross-validate: K groups instead of one at a time")
     evaluation.add_argument("--json", action="store_true", help="the whole report as JSON")
     evaluation.add_argument("--min-direct", type=float, metavar="PCT",
                             help="exit 1 if direct-correct is below PCT")

@@ -141,8 +141,28 @@ def topic_reply(topic: Topic, knowledge: KnowledgeBase) -> Response:
     return reply(topic.answer, title=topic.title, buttons=tuple(rows))
 
 
+def help_reply() -> Response:
+    return reply(HELP, title="How to use me", buttons=MENU_BUTTONS)
+
+
+def greeting_reply() -> Response:
+    return reply(GREETING, title="Back massage helper", buttons=MENU_BUTTONS)
+
+
+def smalltalk_reply(talk_id: str, knowledge: KnowledgeBase) -> Response:
+    """A friendly word back for chit-chat, with the main menu: never a knowledge answer."""
+    talk = next((t for t in knowledge.smalltalk if t.id == talk_id), None)
+    if talk is None or talk.command == "start":
+        return greeting_reply()
+    if talk.command == "help":
+        return help_reply()
+    return reply(talk.reply, buttons=MENU_BUTTONS)
+
+
 def reply_for_match(match: Match, knowledge: KnowledgeBase) -> Response:
     """Turn the matcher's decision into what the person sees."""
+    if match.decision == "smalltalk" and match.smalltalk is not None:
+        return smalltalk_reply(match.smalltalk, knowledge)
     if match.decision == "answer" and match.topic in knowledge.topics:
         return topic_reply(knowledge.topics[match.topic], knowledge)
     if match.decision == "clarify" and match.candidates:
@@ -178,7 +198,7 @@ class Conversation:
             return self._start_session(chat_id, payload[8:])
         if payload in self.knowledge.topics:
             return topic_reply(self.knowledge.topics[payload], self.knowledge)
-        return reply(GREETING, title="Back massage helper", buttons=MENU_BUTTONS)
+        return greeting_reply()
 
     def handle_command(self, chat_id: int, command: str, args: str = "") -> Response:
         command = command.lower().lstrip("/")
@@ -198,7 +218,7 @@ class Conversation:
         if command == "stop":
             return self._stop(chat_id)
         if command == "help":
-            return reply(HELP, title="How to use me", buttons=MENU_BUTTONS)
+            return help_reply()
         return reply(f"I don't know the command /{command}.\n\n{HELP}", buttons=MENU_BUTTONS)
 
     def handle_text(self, chat_id: int, text: str) -> Response:
@@ -321,7 +341,7 @@ class Conversation:
             return self._equipment(chat_id)
         if item == "topics":
             return self._kinds()
-        return reply(GREETING, title="Back massage helper", buttons=MENU_BUTTONS)
+        return greeting_reply()
 
     def _kinds(self) -> Response:
         rows = tuple(
