@@ -37,6 +37,7 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(TEST_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python bench/bench_matcher.py
 	$(BIN)/python bench/bench_telegram.py
 

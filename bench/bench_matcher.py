@@ -6,7 +6,9 @@ Measures the real knowledge base (the dev questions plus generated variants: typ
 filler, half-typed prefixes, long rambles) and generated knowledge bases of 100, 1,000 and
 10,000 topics with varied vocabulary. Prints figures only; it never fails on timing, since
 speed depends on the machine. Targets: p99 <= 1 ms on the real knowledge base, <= 10 ms at
-10,000 topics, index build <= 200 ms on the real knowledge base.
+10,000 topics, index build <= 200 ms on the real knowledge base, and per question no slower
+than twice bm25s (a sparse-matrix BM25, `pip install '.[bench]'`) ranking the same topics,
+one question at a time as the bot asks them, tokenising included.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class Figures:
     p99_ms: float
     worst_ms: float
     queries: int
+    bm25s_mean_ms: float | None  # bm25s on the same topics and questions, if installed
+    mean_ms: float
 
 
 def typo(word: str, rng: random.Random) -> str:
@@ -146,13 +150,40 @@ def latencies(run: Callable[[str], object], queries: Sequence[str]) -> list[floa
     return out
 
 
+def bm25s_search(knowledge: KnowledgeBase) -> Callable[[str], object] | None:
+    """bm25s over the same topics (each topic's texts as one document), or None if it is not
+    installed."""
+    try:
+        import bm25s
+    except ImportError:
+        return None
+    corpus = [
+        " ".join((t.title, *t.aliases, *t.questions, *t.examples, t.answer))
+        for t in knowledge.topics.values()
+    ]
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(corpus, show_progress=False), show_progress=False)
+    limit = min(3, len(corpus))
+
+    def search(query: str) -> object:
+        tokens = bm25s.tokenize([query or "?"], show_progress=False)
+        if not tokens.vocab:
+            return None
+        return retriever.retrieve(tokens, k=limit, show_progress=False)
+
+    return search
+
+
 def measure(label: str, knowledge: KnowledgeBase, queries: Sequence[str]) -> Figures:
     matcher, build_ms, peak_mib = build(knowledge)
     times = latencies(matcher.match, queries)
     cuts = statistics.quantiles(times, n=100)
+    other = bm25s_search(knowledge)
+    other_mean = statistics.fmean(latencies(other, queries)) if other else None
     return Figures(
         label, len(knowledge.topics), build_ms, peak_mib,
         statistics.median(times), cuts[98], max(times), len(times),
+        other_mean, statistics.fmean(times),
     )  # fmt: skip
 
 
@@ -185,12 +216,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{'knowledge base':<22}{'topics':>8}{'build ms':>10}{'peak MiB':>10}"
         f"{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'queries':>9}"
+        f"{'mean ms':>9}{'bm25s ms':>10}{'ratio':>7}"
     )
     for row in rows:
+        other = (
+            f"{row.bm25s_mean_ms:>10.3f}{row.mean_ms / row.bm25s_mean_ms:>7.2f}"
+            if row.bm25s_mean_ms else f"{'-':>10}{'-':>7}"
+        )
         print(
             f"{row.label:<22}{row.topics:>8,}{row.build_ms:>10.1f}{row.peak_mib:>10.1f}"
             f"{row.p50_ms:>9.3f}{row.p99_ms:>9.3f}{row.worst_ms:>9.2f}{row.queries:>9,}"
+            f"{row.mean_ms:>9.3f}{other}"
         )
+    if not any(row.bm25s_mean_ms for row in rows):
+        print("bm25s is not installed (pip install '.[bench]'): no comparison.")
     return 0
 
 

@@ -36,6 +36,7 @@ class EvalQuestion:
     q: str
     expect: tuple[str, ...]  # correct direct answers; empty = out of scope
     style: str
+    source: str = ""  # in cross-validation, the field it came from ("aliases", "examples", ...)
 
     @property
     def in_scope(self) -> bool:
@@ -239,10 +240,13 @@ def evaluate(questions: Iterable[EvalQuestion], matcher: MatcherLike) -> EvalRep
     return report
 
 
+PHRASING_FIELDS = ("aliases", "questions", "examples")
+
+
 def held_out(
     knowledge: KnowledgeBase, folds: int | None = None
 ) -> Iterator[tuple[KnowledgeBase, list[EvalQuestion]]]:
-    """The knowledge base's aliases, example questions and out-of-scope phrasings as questions,
+    """The knowledge base's aliases, questions, examples and out-of-scope phrasings as questions,
     each with a knowledge base that lacks it: one phrasing at a time (leave-one-out), or, with
     `folds`, that many groups, each taking every `folds`-th phrasing of every topic.
 
@@ -250,12 +254,13 @@ def held_out(
     """
     phrasings: list[tuple[str, str, int, EvalQuestion]] = []  # (topic id or "", field, index)
     for topic in knowledge.topics.values():
-        for name in ("aliases", "questions"):
+        for name in PHRASING_FIELDS:
             for index, text in enumerate(getattr(topic, name)):
-                phrasings.append((topic.id, name, index, EvalQuestion(text, (topic.id,),
-                                                                      topic.kind)))
+                question = EvalQuestion(text, (topic.id,), topic.kind, name)
+                phrasings.append((topic.id, name, index, question))
     for index, text in enumerate(knowledge.out_of_scope):
-        phrasings.append(("", "out_of_scope", index, EvalQuestion(text, (), "out-of-scope")))
+        question = EvalQuestion(text, (), "out-of-scope", "out_of_scope")
+        phrasings.append(("", "out_of_scope", index, question))
     count = len(phrasings) if folds is None else max(1, min(folds, len(phrasings)))
     for fold in range(count):
         chosen = phrasings[fold::count]
@@ -271,7 +276,7 @@ def held_out(
                         for index, text in enumerate(getattr(topic, name))
                         if (topic_id, name, index) not in removed
                     )
-                    for name in ("aliases", "questions")
+                    for name in PHRASING_FIELDS
                 },
             )
         out_of_scope = tuple(

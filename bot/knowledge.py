@@ -79,6 +79,7 @@ class Topic:
     related: tuple[str, ...]
     checklist: tuple[str, ...] = ()
     source: str = ""  # "file:line", for error messages and logs
+    examples: tuple[str, ...] = ()  # messages people sent, from `examples:` files
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,10 @@ class KnowledgeBase:
     def summary(self) -> str:
         aliases = sum(len(t.aliases) for t in self.topics.values())
         questions = sum(len(t.questions) for t in self.topics.values())
+        examples = sum(len(t.examples) for t in self.topics.values())
         return (
             f"{len(self.topics)} topics, {len(self.sessions)} sessions, "
-            f"{aliases} aliases, {questions} questions"
+            f"{aliases} aliases, {questions} questions, {examples} examples"
         )
 
 
@@ -543,7 +545,7 @@ def check_knowledge(
             out.add(label, line, f"examples.{topic_id}", f"unknown topic id {topic_id!r}")
             continue
         topic = topics[topic_id]
-        topics[topic_id] = replace(topic, questions=topic.questions + phrasings)
+        topics[topic_id] = replace(topic, examples=topic.examples + phrasings)
 
     if require_contract:
         where = str(directory)

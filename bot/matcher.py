@@ -108,6 +108,8 @@ class Params:
     # A term's evidence grows from `central_base` of its field weight, when one phrasing of
     # the topic uses it, to all of it when CENTRAL_USES or more phrasings do.
     central_base: float = 0.6
+    pairs: float = 0.0  # weight of two content words in a row as a term of their own; 0: off
+    specificity: float = 0.0  # how much a term favours the topic that uses it most
     length_norm: float = 0.0  # how much a topic's evidence shrinks with its vocabulary's size
     corrected: float = 0.85  # a corrected word is a guess
     unknown: float = 0.6  # how much words the knowledge base never uses dilute a score
@@ -248,6 +250,9 @@ class Matcher:
         # an effleurage alias).
         evidence: list[dict[str, float]] = []
         document_frequency: dict[str, float] = {}
+        bests: list[dict[str, float]] = []
+        entry_uses: list[dict[str, int]] = []
+        most_uses: dict[str, int] = {}  # the most phrasings of any one topic using a term
         for entry in entry_fields:
             best: dict[str, float] = {}
             uses: dict[str, int] = {}
@@ -256,16 +261,25 @@ class Matcher:
                     best[term] = max(best.get(term, 0.0), weight)
                     if phrase:
                         uses[term] = uses.get(term, 0) + 1
-            evidence.append(
-                {
-                    term: _evidence(weight, uses.get(term, 0), p.central_base)
-                    for term, weight in best.items()
-                }
-            )
+            bests.append(best)
+            entry_uses.append(uses)
+            for term, count in uses.items():
+                most_uses[term] = max(most_uses.get(term, 0), count)
             # A word only in an entry's answer text makes it a fraction of a document: answers
             # mention "hands" everywhere, which says little about which topic is meant.
             for term, weight in best.items():
                 document_frequency[term] = document_frequency.get(term, 0.0) + weight
+        for best, uses in zip(bests, entry_uses, strict=True):
+            # A term many phrasings of one topic use and few of another ("how often" in
+            # duration, once in bedsores) points at the first more, to the degree
+            # `specificity` says.
+            evidence.append(
+                {
+                    term: _evidence(weight, uses.get(term, 0), p.central_base)
+                    * ((uses.get(term, 0) + 1) / (most_uses.get(term, 0) + 1)) ** p.specificity
+                    for term, weight in best.items()
+                }
+            )
         entries = len(evidence)
         self._idf = {
             term: math.log(1.0 + entries / count) for term, count in document_frequency.items()
@@ -379,6 +393,10 @@ class Matcher:
                 term = self._surface[word] = "" if term in STOP_WORDS else term
             if term:
                 terms.append(term)
+        if self.params.pairs:
+            # Two content words in a row ("face down", "lie flat", "often turn") say more
+            # than each alone: the pair is a term of its own.
+            terms += [f"{a} {b}" for a, b in itertools.pairwise(terms)]
         return terms
 
     # -- the message -------------------------------------------------------------------
@@ -427,6 +445,15 @@ class Matcher:
 
         def add(at: int, term: str, word: str, scale: float, factor: float,
                 known: bool = True) -> None:
+            nonlocal last_term
+            if pairs and known and last_term:
+                pair = f"{last_term} {term}"
+                if pair in self._idf:
+                    weight = self._idf[pair] * scale * pairs
+                    old = terms.get(pair)
+                    if old is None or old.weight * old.factor < weight * factor:
+                        terms[pair] = _Term(pair, pair, weight, factor, True)
+            last_term = term if known else ""
             sequence.append((at, term))
             old = terms.get(term)
             weight = (self._idf[term] if known else self._unknown_idf) * scale
@@ -435,9 +462,11 @@ class Matcher:
 
         corrections = 0
         position = -1
+        pairs = self.params.pairs
         for sentence in sentences(text):
             scale = 1.0 if sentence.question else story
             previous = ""
+            last_term = ""  # the sentence's previous content term, for pairs
             for raw in sentence.words:
                 position += 1
                 word = self._canonical(raw)
@@ -818,6 +847,7 @@ def _weighted_texts(topic: Topic, p: Params) -> list[tuple[float, str, bool]]:
              (p.alias_weight, topic.id.replace("-", " "), True)]
     texts += [(p.alias_weight, alias, True) for alias in topic.aliases]
     texts += [(p.question_weight, question, True) for question in topic.questions]
+    texts += [(p.question_weight, example, True) for example in topic.examples]
     texts.append((p.answer_weight, topic.answer, False))
     texts += [(p.answer_weight, item, False) for item in topic.checklist]
     return texts
