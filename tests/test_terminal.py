@@ -22,7 +22,7 @@ from bot.store import Store
 from bot.terminal import TerminalChat, format_remaining, run_chat
 
 ROOT = Path(__file__).resolve().parent.parent
-SAFETY_NOS = "no\n" * 5
+SAFETY_NOS = "no\n" * 2  # "none of these", then no to the frailty question
 
 
 def lines_reader(text: str):  # type: ignore[no-untyped-def]
