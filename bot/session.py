@@ -623,15 +623,7 @@ class SessionEngine:
             if len(answered.answers) < len(self._questions(state)):
                 return answered, self._show(answered, note)
             following, response = self._after_safety(answered)
-            if note:
-                response = replace(
-                    response,
-                    replies=(
-                        replace(response.replies[0], text=f"{note}\n\n{response.replies[0].text}"),
-                        *response.replies[1:],
-                    ),
-                )
-            return following, response
+            return following, _with_note(response, note)
         if command is SessionCommand.BACK:
             if not state.answers:
                 return self._to_conditions(state)
@@ -666,11 +658,7 @@ class SessionEngine:
             return checklist, self._show(checklist)
         entered, response = self._enter_step(state, 0)
         variant = self._variant(entered)
-        if variant is None:
-            return entered, response
-        return entered, replace(response, replies=(
-            replace(response.replies[0], text=f"{variant.note}\n\n{response.replies[0].text}"),
-        ))
+        return entered, _with_note(response, variant.note if variant else "")
 
     def _act_checklist(
         self, state: SessionState, command: SessionCommand, arg: str | None
@@ -873,9 +861,7 @@ class SessionEngine:
             screen = self._checklist_reply(state)
         else:
             screen = self._step_reply(state)
-        if note:
-            screen = replace(screen, text=f"{note}\n\n{screen.text}")
-        return Response((screen,))
+        return _with_note(Response((screen,)), note)
 
     def _buttons(self, state: SessionState) -> tuple[tuple[Button, ...], ...]:
         return self._show(state).replies[0].buttons
@@ -1144,6 +1130,14 @@ class SessionEngine:
 
     def _changed(self) -> tuple[None, Response]:
         return None, Response((Reply(CHANGED_TEXT),), timer=CancelTimer())
+
+
+def _with_note(response: Response, note: str) -> Response:
+    """`response` with `note` on top of its first message (unchanged without a note)."""
+    if not note or not response.replies:
+        return response
+    first, *rest = response.replies
+    return replace(response, replies=(replace(first, text=f"{note}\n\n{first.text}"), *rest))
 
 
 def _text_reply(text: str, buttons: tuple[tuple[Button, ...], ...] = ()) -> Response:
