@@ -223,7 +223,12 @@ class _Seq(list):  # type: ignore[type-arg]
     item_lines: list[int]
 
 
-class _LineLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (nodes keep their marks either way): the
+# knowledge base has grown to where the pure-Python parser is most of the load time.
+_SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LineLoader(_SafeLoader):
     """SafeLoader (no arbitrary objects) that records line numbers for error messages."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Node:
