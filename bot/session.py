@@ -599,12 +599,11 @@ class SessionEngine:
     ) -> tuple[SessionState | None, Response]:
         if command is SessionCommand.VARIANT:
             variants = self._session(state).variants
-            offered = self._offered_variants(state)
-            if arg is None or not arg.isdigit() or int(arg) >= len(variants):
+            known = arg is not None and arg.isdigit() and int(arg) < len(variants)
+            chosen = variants[int(arg)] if known and arg is not None else ""
+            if chosen not in self._offered_variants(state):
                 return state, self._note(state, "That option isn't offered here.")
-            if variants[int(arg)] not in offered:
-                return state, self._note(state, "That option isn't offered here.")
-            return self._after_safety(replace(state, variant=variants[int(arg)]))
+            return self._after_safety(replace(state, variant=chosen))
         if command is SessionCommand.BACK:
             if state.condition == len(self.knowledge.safety_check.conditions):
                 return self._to_conditions(state)  # "not sure" came from the list itself
@@ -633,9 +632,7 @@ class SessionEngine:
 
     def _to_conditions(self, state: SessionState) -> tuple[SessionState, Response]:
         """Back to the first screen: every answer of the safety check is undone."""
-        first = replace(
-            state, phase=Phase.SAFETY, condition=None, answers=(), variant=None, ticked=frozenset()
-        )
+        first = replace(state, phase=Phase.SAFETY, condition=None, answers=(), variant=None)
         return first, self._show(first)
 
     def _advise(
@@ -955,7 +952,8 @@ class SessionEngine:
         rows += [tuple(topics[i : i + 2]) for i in range(0, len(topics), 2)]
         rows.append((Button("🏠 Main menu", MAIN_MENU_ACTION),))
         rows.append(self._back_and_stop(state))
-        title = "What to do instead" if condition.button else "Not sure? Then ask first"
+        unsure = condition is self.knowledge.safety_check.not_sure
+        title = "Not sure? Then ask first" if unsure else "What to do instead"
         return Reply(text, title=title, buttons=tuple(rows))
 
     def _question_reply(self, state: SessionState) -> Reply:
