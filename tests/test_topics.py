@@ -92,7 +92,7 @@ NEW_TOPICS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 # An answer longer than this leads with what the person must not do (or it would be split).
-LONG_ANSWER_WORDS = 135
+LONG_ANSWER_WORDS = 125
 MUST_NOT = re.compile(r"\b(don't|never|do not|no|not|stop|skip|avoid)\b", re.IGNORECASE)
 
 
