@@ -415,8 +415,15 @@ class Conversation:
 
     # --- guided sessions -----------------------------------------------------------------
 
-    def _session_picker(self, chat_id: int) -> Response:
+    def _running(self, chat_id: int) -> SessionState | None:
+        """The chat's session if its steps have begun. One still in the safety check or the
+        checklist has nothing to lose, so starting again replaces it (after advice not to
+        massage, say, a person may want the menu's sessions without stopping first)."""
         state = self._load_state(chat_id)
+        return state if state is not None and self.engine.started(state) else None
+
+    def _session_picker(self, chat_id: int) -> Response:
+        state = self._running(chat_id)
         if state is not None:
             return self.engine.already_running(state)
         rows = tuple(
@@ -431,9 +438,10 @@ class Conversation:
         )
 
     def _start_session(self, chat_id: int, session_id: str) -> Response:
-        state = self._load_state(chat_id)
+        state = self._running(chat_id)
         if state is not None:
             return self.engine.already_running(state)
+        # Saved over any session still before its steps (see `_running`).
         return self._session_act(
             chat_id, None, self.engine.start(session_id, hands_free=self._hands_free(chat_id))
         )

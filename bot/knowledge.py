@@ -5,9 +5,16 @@ A knowledge file is a YAML mapping with any of these top-level keys:
 - `topics`: a list of topics (fields fixed by `shared/kb-contract.md`, plus an optional
   `checklist` of items that can be ticked off, used by the `equipment` topic);
 - `sessions`: a list of guided sessions, each with `id`, `title`, `summary`, optional
-  `equipment` (checklist items), optional `aftercare` (lines for the closing summary) and
-  `steps` (`title`, `text`, optional `seconds`);
-- `safety_check`: yes/no screening questions asked before a guided session starts;
+  `equipment` (checklist items), optional `aftercare` (lines for the closing summary),
+  optional `variants` (the variant ids it can run in), optional `unsafe_variant` (the variant
+  offered after any yes in the safety check, e.g. a skin check without the rub) and `steps`
+  (`title`, `text`, optional `seconds`, optional `variants`: per variant id either `skip` or
+  a mapping of the fields that change);
+- `variants`: the ways a session can be adapted (`id`, `name`, `note`, `button`, `offer`);
+- `safety_check`: what is asked before a guided session starts: `conditions` (one screen
+  listing them; each with `id`, `text`, `button`, `advice`, `related` topic ids and optional
+  `allows`, a variant possible once a professional agrees), `not_sure` (`advice`, `related`)
+  and `questions` (`id`, `text`, `sessions`, and the `variant` a yes selects);
 - `out_of_scope`: phrasings the matcher must never answer directly ("car oil");
 - `vocabulary`: what the knowledge base means by words, for the matcher: `synonyms` (a word
   and the other words people use for it: `stomach: [tummy, belly]`) and `ignore` (words that
@@ -87,6 +94,15 @@ class Step:
     title: str
     text: str
     seconds: int | None = None
+    # How the step changes in each variant: a replacement step, or None when it is left out.
+    variants: tuple[tuple[str, Step | None], ...] = ()
+
+    def in_variant(self, variant: str | None) -> Step | None:
+        """This step as `variant` runs it: itself, its replacement, or None (skipped)."""
+        for name, changed in self.variants:
+            if name == variant:
+                return changed
+        return self
 
 
 @dataclass(frozen=True)
@@ -97,10 +113,69 @@ class GuidedSession:
     steps: tuple[Step, ...]
     equipment: tuple[str, ...] = ()
     aftercare: tuple[str, ...] = ()  # lines shown in the summary once steps were done
+    variants: tuple[str, ...] = ()  # the variant ids this session can run in
+    unsafe_variant: str | None = None  # offered after any yes in the safety check
 
     @property
     def total_seconds(self) -> int:
         return sum(step.seconds or 0 for step in self.steps)
+
+    def steps_in(self, variant: str | None) -> tuple[Step, ...]:
+        """The steps as `variant` runs them (None: the session as written)."""
+        if variant is None:
+            return self.steps
+        changed = (step.in_variant(variant) for step in self.steps)
+        return tuple(step for step in changed if step is not None)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A way to run a session adapted to the person: gentler, lighter, or without the rub."""
+
+    id: str
+    name: str  # shown after the session's title: "Full back massage (gentle version)"
+    note: str  # one line on the first screen of the adapted session
+    button: str  # the button that chooses it on the safety advice screen
+    offer: str  # what the advice screen says about it
+
+
+@dataclass(frozen=True)
+class SafetyCondition:
+    """One condition of the safety check's list, and what to do instead if it applies."""
+
+    id: str
+    text: str  # its line in the list
+    button: str  # its button when asking which one applies
+    advice: str
+    related: tuple[str, ...] = ()  # topic ids offered as buttons with the advice
+    allows: str | None = None  # a variant possible once their doctor, nurse or midwife agrees
+
+
+@dataclass(frozen=True)
+class SafetyQuestion:
+    """A yes/no question asked after "None of these"; a yes (or not sure) picks a variant."""
+
+    id: str
+    text: str
+    sessions: tuple[str, ...]
+    variant: str
+
+
+@dataclass(frozen=True)
+class SafetyCheck:
+    conditions: tuple[SafetyCondition, ...] = ()
+    not_sure: SafetyCondition | None = None  # the advice when not sure which applies
+    questions: tuple[SafetyQuestion, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.conditions)
+
+    def questions_for(self, session_id: str) -> tuple[SafetyQuestion, ...]:
+        return tuple(q for q in self.questions if session_id in q.sessions)
+
+    def screens(self, session_id: str) -> int:
+        """How many screens a person answers before `session_id` starts when none applies."""
+        return (1 if self.conditions else 0) + len(self.questions_for(session_id))
 
 
 @dataclass(frozen=True)
@@ -115,8 +190,9 @@ class SmallTalk:
 class KnowledgeBase:
     topics: Mapping[str, Topic]
     sessions: Mapping[str, GuidedSession]
-    safety_check: tuple[str, ...] = ()
+    safety_check: SafetyCheck = SafetyCheck()
     out_of_scope: tuple[str, ...] = ()
+    variants: Mapping[str, Variant] = field(default_factory=dict)
     synonyms: Mapping[str, str] = field(default_factory=dict)  # word people use -> word meant
     ignored_words: frozenset[str] = frozenset()
     smalltalk: tuple[SmallTalk, ...] = ()
@@ -168,7 +244,12 @@ class _Seq(list):  # type: ignore[type-arg]
     item_lines: list[int]
 
 
-class _LineLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (nodes keep their marks either way): the
+# knowledge base has grown to where the pure-Python parser is most of the load time.
+_SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _LineLoader(_SafeLoader):
     """SafeLoader (no arbitrary objects) that records line numbers for error messages."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Node:
@@ -302,27 +383,66 @@ def _parse_topic(node: _Node, file: str, where: str, out: _Collector) -> Topic:
     )
 
 
+def _seconds(node: _Node, file: str, where: str, out: _Collector) -> int | None:
+    seconds = node.get("seconds")
+    if seconds is None:
+        return None
+    line = _line_of(node, "seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        out.add(file, line, f"{where}.seconds", "must be a whole number of seconds")
+        return None
+    if seconds <= 0:
+        out.add(file, line, f"{where}.seconds", f"must be positive, not {seconds}")
+        return None
+    if seconds > MAX_STEP_SECONDS:
+        out.add(
+            file, line, f"{where}.seconds",
+            f"{seconds} s is absurd for one step (at most {MAX_STEP_SECONDS})",
+        )
+        return None
+    return seconds
+
+
+SKIP = "skip"
+
+
+def _parse_step_variants(
+    node: _Node, base: Step, file: str, where: str, out: _Collector
+) -> tuple[tuple[str, Step | None], ...]:
+    raw = node.get("variants")
+    if raw is None:
+        return ()
+    name = f"{where}.variants"
+    if not isinstance(raw, _Node):
+        out.add(file, _line_of(node, "variants"), name, "must map variant ids to changes")
+        return ()
+    variants: list[tuple[str, Step | None]] = []
+    for variant_id, change in raw.items():
+        line = _line_of(raw, str(variant_id))
+        here = f"{name}.{variant_id}"
+        if change == SKIP:
+            variants.append((str(variant_id), None))
+        elif isinstance(change, _Node):
+            unknown = set(change) - {"title", "text", "seconds"}
+            if unknown:
+                out.add(file, line, here, f"unknown fields {', '.join(sorted(map(str, unknown)))}")
+            title = _text(change, "title", file, here, out, required=False) or base.title
+            text = _text(change, "text", file, here, out, required=False) or base.text
+            seconds = _seconds(change, file, here, out) if "seconds" in change else base.seconds
+            variants.append((str(variant_id), Step(title=title, text=text, seconds=seconds)))
+        else:
+            out.add(file, line, here, f"must be {SKIP!r} or a mapping of title, text, seconds")
+    return tuple(variants)
+
+
 def _parse_step(node: _Node, file: str, where: str, out: _Collector) -> Step | None:
     title = _text(node, "title", file, where, out)
     text = _text(node, "text", file, where, out)
-    seconds = node.get("seconds")
-    if seconds is not None:
-        line = _line_of(node, "seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, int):
-            out.add(file, line, f"{where}.seconds", "must be a whole number of seconds")
-            seconds = None
-        elif seconds <= 0:
-            out.add(file, line, f"{where}.seconds", f"must be positive, not {seconds}")
-            seconds = None
-        elif seconds > MAX_STEP_SECONDS:
-            out.add(
-                file, line, f"{where}.seconds",
-                f"{seconds} s is absurd for one step (at most {MAX_STEP_SECONDS})",
-            )
-            seconds = None
+    seconds = _seconds(node, file, where, out)
     if not (title and text):
         return None
-    return Step(title=title, text=text, seconds=seconds)
+    step = Step(title=title, text=text, seconds=seconds)
+    return replace(step, variants=_parse_step_variants(node, step, file, where, out))
 
 
 def _parse_session(node: _Node, file: str, where: str, out: _Collector) -> GuidedSession:
@@ -349,12 +469,11 @@ def _parse_session(node: _Node, file: str, where: str, out: _Collector) -> Guide
         steps=tuple(steps),
         equipment=_texts(node, "equipment", file, where, out, required=False),
         aftercare=_texts(node, "aftercare", file, where, out, required=False),
+        variants=_texts(node, "variants", file, where, out, required=False),
+        unsafe_variant=_text(node, "unsafe_variant", file, where, out, required=False) or None,
     )
 
 
-_TOP_LEVEL_KEYS = (
-    "topics", "sessions", "safety_check", "out_of_scope", "vocabulary", "smalltalk", "examples",
-)  # fmt: skip
 SMALLTALK_COMMANDS = ("help", "start")
 _WORD = re.compile(r"^[a-z0-9]+$")
 
@@ -431,6 +550,153 @@ def _parse_smalltalk(node: _Node, file: str, where: str, out: _Collector) -> Sma
     )
 
 
+def _parse_variant(node: _Node, file: str, where: str, out: _Collector) -> Variant:
+    variant_id = _checked_id(node, file, where, out)
+    where = f"variant {variant_id}" if variant_id else where
+    return Variant(
+        id=variant_id,
+        name=_text(node, "name", file, where, out),
+        note=_text(node, "note", file, where, out),
+        # Only a variant offered on a safety advice screen needs these two (checked later).
+        button=_text(node, "button", file, where, out, required=False),
+        offer=_text(node, "offer", file, where, out, required=False),
+    )
+
+
+def _parse_condition(
+    node: _Node, file: str, where: str, out: _Collector, needs_id: bool = True
+) -> SafetyCondition:
+    condition_id = _checked_id(node, file, where, out) if needs_id else "not-sure"
+    where = f"safety condition {condition_id}" if condition_id else where
+    return SafetyCondition(
+        id=condition_id,
+        text=_text(node, "text", file, where, out) if needs_id else "",
+        button=_text(node, "button", file, where, out) if needs_id else "",
+        advice=_text(node, "advice", file, where, out),
+        related=_texts(node, "related", file, where, out, required=False),
+        allows=_text(node, "allows", file, where, out, required=False) or None,
+    )
+
+
+def _parse_safety_check(node: Any, file: str, line: int, out: _Collector) -> SafetyCheck:
+    if not isinstance(node, _Node):
+        out.add(file, line, "safety_check", "must be a mapping: conditions, not_sure, questions")
+        return SafetyCheck()
+    unknown = set(node) - {"conditions", "not_sure", "questions"}
+    if unknown:
+        out.add(file, line, "safety_check", f"unknown keys {', '.join(sorted(map(str, unknown)))}")
+    conditions = tuple(
+        _parse_condition(item, file, f"safety_check.conditions[{index}]", out)
+        for index, item in _mapping_items(
+            node.get("conditions", []), file, "safety_check.conditions",
+            _line_of(node, "conditions"), out,
+        )
+    )
+    not_sure = None
+    if "not_sure" in node:
+        raw = node["not_sure"]
+        if isinstance(raw, _Node):
+            not_sure = _parse_condition(raw, file, "safety_check.not_sure", out, needs_id=False)
+        else:
+            out.add(file, _line_of(node, "not_sure"), "safety_check.not_sure", "must be a mapping")
+    elif conditions:
+        out.add(file, line, "safety_check.not_sure", "is missing: not sure must get advice too")
+    questions: list[SafetyQuestion] = []
+    for index, item in _mapping_items(
+        node.get("questions", []), file, "safety_check.questions", _line_of(node, "questions"), out
+    ):
+        where = f"safety_check.questions[{index}]"
+        question_id = _checked_id(item, file, where, out)
+        where = f"safety question {question_id}" if question_id else where
+        questions.append(
+            SafetyQuestion(
+                id=question_id,
+                text=_text(item, "text", file, where, out),
+                sessions=_texts(item, "sessions", file, where, out),
+                variant=_text(item, "variant", file, where, out),
+            )
+        )
+    return SafetyCheck(conditions=conditions, not_sure=not_sure, questions=tuple(questions))
+
+
+def _check_references(
+    knowledge: KnowledgeBase, where: dict[str, tuple[str, int]], out: _Collector
+) -> None:
+    """Every id a session, step, variant or safety entry names must exist and fit together."""
+    variants, topics, sessions = knowledge.variants, knowledge.topics, knowledge.sessions
+
+    def problem(key: str, name: str, message: str) -> None:
+        # The most precise place known: the field, else its session or safety entry.
+        fallback = where.get(key.split(":steps[")[0].rsplit(":", 1)[0], ("knowledge", 1))
+        file, line = where.get(key, fallback)
+        out.add(file, line, name, message)
+
+    for session in sessions.values():
+        key = f"session:{session.id}"
+        for variant_id in session.variants:
+            if variant_id not in variants:
+                problem(
+                    f"{key}:variants", f"session {session.id}.variants",
+                    f"unknown variant {variant_id!r}",
+                )
+            elif not session.steps_in(variant_id):
+                problem(
+                    f"{key}:variants", f"session {session.id}.variants",
+                    f"{variant_id!r} skips every step",
+                )
+        if session.unsafe_variant and session.unsafe_variant not in session.variants:
+            problem(
+                f"{key}:unsafe_variant", f"session {session.id}.unsafe_variant",
+                f"{session.unsafe_variant!r} is not one of the session's variants",
+            )
+        offered = {c.allows for c in knowledge.safety_check.conditions} | {session.unsafe_variant}
+        for variant_id in session.variants:
+            variant = variants.get(variant_id)
+            if variant_id in offered and variant and not (variant.button and variant.offer):
+                problem(
+                    f"{key}:variants", f"session {session.id}.variants",
+                    f"variant {variant_id!r} is offered after the safety check, so it needs "
+                    "a button and an offer",
+                )
+        for index, step in enumerate(session.steps):
+            for variant_id, _changed in step.variants:
+                if variant_id not in session.variants:
+                    problem(
+                        f"{key}:steps[{index}]", f"session {session.id}.steps[{index}].variants",
+                        f"{variant_id!r} is not one of the session's variants",
+                    )
+    check = knowledge.safety_check
+    seen: set[str] = set()
+    entries = [*check.conditions, *([check.not_sure] if check.not_sure else [])]
+    for condition in entries:
+        name, at = f"safety condition {condition.id}", f"condition:{condition.id}"
+        if condition.id in seen:
+            problem(at, f"{name}.id", "duplicate id")
+        seen.add(condition.id)
+        for ref in condition.related:
+            if ref not in topics:
+                problem(at, f"{name}.related", f"unknown topic id {ref!r}")
+        if condition.allows and condition.allows not in variants:
+            problem(at, f"{name}.allows", f"unknown variant {condition.allows!r}")
+    for question in check.questions:
+        name, at = f"safety question {question.id}", f"question:{question.id}"
+        for session_id in question.sessions:
+            session = sessions.get(session_id)
+            if session is None:
+                problem(at, f"{name}.sessions", f"unknown session {session_id!r}")
+            elif question.variant not in session.variants:
+                problem(
+                    at, f"{name}.variant",
+                    f"{question.variant!r} is not one of session {session_id!r}'s variants",
+                )
+
+
+_TOP_LEVEL_KEYS = (
+    "topics", "sessions", "variants", "safety_check", "out_of_scope", "vocabulary", "smalltalk",
+    "examples",
+)  # fmt: skip
+
+
 def _read_yaml(path: Path, label: str, out: _Collector) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -468,13 +734,16 @@ def check_knowledge(
 
     topics: dict[str, Topic] = {}
     sessions: dict[str, GuidedSession] = {}
-    safety_check: list[str] = []
+    variants: dict[str, Variant] = {}
+    safety_check = SafetyCheck()
     out_of_scope: list[str] = []
     synonyms: dict[str, str] = {}
     ignored: set[str] = set()
     smalltalk: list[SmallTalk] = []
     # (file, line, topic id, phrasings) of `examples:`, joined to their topics at the end.
     examples: list[tuple[str, int, str, tuple[str, ...]]] = []
+    # Where each session and the safety check came from, for cross-reference problems.
+    origins: dict[str, tuple[str, int]] = {}
     related_refs: list[tuple[str, int, str, str]] = []
 
     for path in files:
@@ -523,9 +792,44 @@ def check_knowledge(
                 out.add(label, _line_of(node, "id"), f"session {session.id}.id", "duplicate id")
                 continue
             sessions[session.id] = session
-        for key, target in (("safety_check", safety_check), ("out_of_scope", out_of_scope)):
-            if key in data:
-                target.extend(_texts(data, key, label, "file", out))
+            origins[f"session:{session.id}"] = (label, node.line)
+            for key in ("variants", "unsafe_variant"):
+                origins[f"session:{session.id}:{key}"] = (label, _line_of(node, key))
+            raw_steps = node.get("steps")
+            for index, step_node in enumerate(raw_steps if isinstance(raw_steps, list) else []):
+                if isinstance(step_node, _Node):
+                    origins[f"session:{session.id}:steps[{index}]"] = (
+                        label, _line_of(step_node, "variants"),
+                    )
+        for index, node in _mapping_items(
+            data.get("variants", []), label, "variants", _line_of(data, "variants"), out
+        ):
+            variant = _parse_variant(node, label, f"variants[{index}]", out)
+            if not variant.id:
+                continue
+            if variant.id in variants:
+                out.add(label, _line_of(node, "id"), f"variant {variant.id}.id", "duplicate id")
+                continue
+            variants[variant.id] = variant
+        if "safety_check" in data:
+            if "safety_check" in origins:
+                out.add(
+                    label, _line_of(data, "safety_check"), "safety_check",
+                    f"defined twice, first at {':'.join(map(str, origins['safety_check']))}",
+                )
+            else:
+                origins["safety_check"] = (label, _line_of(data, "safety_check"))
+                safety_check = _parse_safety_check(
+                    data["safety_check"], label, _line_of(data, "safety_check"), out
+                )
+                raw_check = data["safety_check"]
+                for key, kind in (("conditions", "condition"), ("questions", "question")):
+                    items = raw_check.get(key) if isinstance(raw_check, _Node) else None
+                    for item in items if isinstance(items, list) else []:
+                        if isinstance(item, _Node) and isinstance(item.get("id"), str):
+                            origins[f"{kind}:{item['id']}"] = (label, item.line)
+        if "out_of_scope" in data:
+            out_of_scope.extend(_texts(data, "out_of_scope", label, "file", out))
         if "vocabulary" in data:
             _parse_vocabulary(
                 data["vocabulary"], label, _line_of(data, "vocabulary"), synonyms, ignored, out
@@ -556,20 +860,20 @@ def check_knowledge(
             if session_id not in sessions:
                 out.add(where, 1, "sessions", f"required session {session_id!r} is missing")
 
+    knowledge = KnowledgeBase(
+        topics=topics,
+        sessions=sessions,
+        safety_check=safety_check,
+        out_of_scope=tuple(out_of_scope),
+        variants=variants,
+        synonyms=synonyms,
+        ignored_words=frozenset(ignored),
+        smalltalk=tuple(smalltalk),
+    )
+    _check_references(knowledge, origins, out)
     if out.problems:
         return None, out.problems
-    return (
-        KnowledgeBase(
-            topics=topics,
-            sessions=sessions,
-            safety_check=tuple(safety_check),
-            out_of_scope=tuple(out_of_scope),
-            synonyms=synonyms,
-            ignored_words=frozenset(ignored),
-            smalltalk=tuple(smalltalk),
-        ),
-        [],
-    )
+    return knowledge, []
 
 
 def load_knowledge(directory: Path, require_contract: bool = True) -> KnowledgeBase:

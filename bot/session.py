@@ -7,15 +7,23 @@ so a crash between the two loses a message, never the session.
 
 ```mermaid
 stateDiagram-v2
-    [*] --> Safety: start (safety questions exist)
-    [*] --> Checklist: start (no questions)
-    [*] --> Step: start (no questions, no equipment)
-    Safety --> Safety: No, more questions
-    Safety --> [*]: Yes, see a professional
-    Safety --> Checklist: No to the last question
-    Safety --> Step: No to the last question, no equipment
+    [*] --> Safety: start (a safety check exists)
+    [*] --> Checklist: start (no safety check)
+    [*] --> Step: start (no safety check, no equipment)
+    Safety --> Which: One of these applies
+    Safety --> Advice: Not sure
+    Safety --> Question: None of these (questions for this session)
+    Safety --> Checklist: None of these (no questions)
+    Which --> Advice: the condition that applies, or not sure which
+    Which --> Safety: Back
+    Advice --> Checklist: a variant it offers (skin check only, light strokes)
+    Advice --> Which: Back
+    Question --> Question: Yes, No or Not sure, more questions
+    Question --> Checklist: the last answer (a yes picks the question's variant)
+    Question --> Safety: Back from the first
     Checklist --> Checklist: tick item
     Checklist --> Step: Ready / Next
+    Checklist --> Question: Back (or Advice, or Safety)
     state Step {
         [*] --> Warning: timed, 2 min or more
         [*] --> End: timed, under 2 min
@@ -36,15 +44,20 @@ stateDiagram-v2
     Step --> [*]: Stop, summary
 ```
 
+Everything before step 1 can be gone back over, so a mis-tapped answer is changed with Back.
+A yes does not just stop: the advice screen says what to do instead and may offer a
+variant of the same session (the knowledge base defines which), and "Not sure" is a yes.
+
 Every phase also takes Repeat (show the screen again) and hands-free on/off. A command that
 makes no sense where the session is (Back on step 1, Resume when not paused, Pause on an
 untimed step) gets a reply saying so and leaves the state as it was.
 
 Button actions look like `s:next:ab12cd:7`: the command, the run id of the session that sent
-the button and the number of the screen it was on (safety questions, then the checklist, then
-the steps, counted from 0). A button from an ended run or from an earlier screen is caught
-instead of acting twice. Timer tokens look like `ab12cd:4`: the run id and a sequence number
-bumped whenever a timer is armed, so a late or doubled timer fire is recognised and ignored.
+the button and the number of the screen it was on (the condition list, which one, the advice,
+each question, the checklist, then the steps, counted from 0). A button from an ended run or
+from an earlier screen is caught instead of acting twice. Timer tokens look like `ab12cd:4`:
+the run id and a sequence number bumped whenever a timer is armed, so a late or doubled timer
+fire is recognised and ignored.
 """
 
 from __future__ import annotations
@@ -61,10 +74,17 @@ from rapidfuzz.distance import OSA
 
 from bot.checklist import checklist_reply
 from bot.clock import Clock
-from bot.knowledge import GuidedSession, KnowledgeBase, Step
+from bot.knowledge import (
+    GuidedSession,
+    KnowledgeBase,
+    SafetyCondition,
+    SafetyQuestion,
+    Step,
+    Variant,
+)
 from bot.replies import ArmTimer, Button, CancelTimer, Reply, Response
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 # The "1 minute left" notice: only steps long enough that a minute is a useful warning get it.
 WARNING_BEFORE_END = 60.0
 WARNING_MIN_STEP_SECONDS = 120
@@ -73,11 +93,18 @@ EARLY_FIRE_TOLERANCE = 1.0
 RUN_ID_PATTERN = re.compile(r"^[0-9a-z]{1,12}$")
 ACTION_PREFIX = "s"
 
-SAFETY_ADVICE = (
-    "That can make a massage unsafe. Please ask a doctor, nurse or physiotherapist before "
-    "massaging: they can say whether it is safe and what to avoid.\n\n"
-    "I've stopped the session. You can still ask me questions at any time."
+CONDITIONS_INTRO = (
+    "{title}: before we start, does any of these apply to the person today? "
+    "If you're not sure, count it as yes."
 )
+WHICH_TEXT = (
+    "Which one applies? If more than one does, pick the first of them on the list, and "
+    "mention them all when you ask their doctor, nurse or midwife."
+)
+NOT_SURE_NOTE = "Not sure counts as yes."
+ANSWER_FIRST = "Please answer the safety question first: tap a button below."
+# Handled by the conversation: the main menu. Nothing here knows what is on it.
+MAIN_MENU_ACTION = "menu:home"
 STALE_NOTE = "That button was on an earlier message. Here's where we are now."
 ENDED_RUN_NOTE = "That button is from a session that has ended. This is the one running now."
 UNKNOWN_BUTTON_NOTE = "I don't know that button. Here's where we are now."
@@ -90,9 +117,17 @@ CHANGED_TEXT = (
 
 
 class Phase(StrEnum):
-    SAFETY = "safety"
+    SAFETY = "safety"  # the list of conditions: none of these, one applies, not sure
+    WHICH = "which"  # which condition applies
+    ADVICE = "advice"  # what to do instead, for `condition`
+    QUESTION = "question"  # the follow-up questions for this session, one per screen
     CHECKLIST = "checklist"
     STEP = "step"
+
+
+BEFORE_STEPS = frozenset(
+    {Phase.SAFETY, Phase.WHICH, Phase.ADVICE, Phase.QUESTION, Phase.CHECKLIST}
+)
 
 
 class TimerPhase(StrEnum):
@@ -109,8 +144,11 @@ ARMED = (TimerPhase.WARNING, TimerPhase.END)
 class SessionCommand(StrEnum):
     """What a button or a typed word asks for; the value is used in action strings."""
 
-    YES = "yes"
-    NO = "no"
+    YES = "yes"  # "One of these applies", or Yes to a question
+    NO = "no"  # "None of these", or No to a question
+    NOT_SURE = "unsure"  # counts as yes
+    PICK = "pick"  # the condition that applies (its number)
+    VARIANT = "var"  # go on in a variant the advice offers (its number in the session's list)
     TICK = "tick"
     READY = "ready"
     NEXT = "next"
@@ -133,7 +171,9 @@ class SessionState:
     phase: Phase
     hands_free: bool
     started_at: float
-    safety_index: int = 0
+    condition: int | None = None  # the condition whose advice is shown (its list position)
+    answers: tuple[bool, ...] = ()  # yes/no to this session's questions, in order
+    variant: str | None = None  # chosen on the advice screen
     ticked: frozenset[int] = frozenset()
     step_index: int = 0
     step_started_at: float | None = None  # clock time the current step's time began
@@ -148,9 +188,19 @@ class SessionState:
             raise ValueError(f"run_id {self.run_id!r} is not 1-12 lowercase letters or digits")
         if not self.session_id or ":" in self.session_id:
             raise ValueError(f"session_id {self.session_id!r} is empty or has a colon")
-        for name in ("safety_index", "step_index", "timer_seq", "steps_done"):
+        for name in ("step_index", "timer_seq", "steps_done"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} is negative")
+        if self.condition is not None and self.condition < 0:
+            raise ValueError("condition is negative")
+        if self.phase is Phase.ADVICE and self.condition is None:
+            raise ValueError("the advice screen needs its condition")
+        if self.condition is not None and self.phase in (Phase.SAFETY, Phase.WHICH, Phase.QUESTION):
+            raise ValueError(f"condition is set on the {self.phase} screen")
+        if self.condition is not None and self.phase is not Phase.ADVICE and self.variant is None:
+            raise ValueError("past the advice screen, a condition comes with the variant chosen")
+        if self.variant is not None and not self.variant:
+            raise ValueError("variant is empty")
         if any(index < 0 for index in self.ticked):
             raise ValueError("ticked has a negative index")
         if not math.isfinite(self.started_at):
@@ -175,7 +225,9 @@ class SessionState:
             "phase": self.phase.value,
             "hands_free": self.hands_free,
             "started_at": self.started_at,
-            "safety_index": self.safety_index,
+            "condition": self.condition,
+            "answers": list(self.answers),
+            "variant": self.variant,
             "ticked": sorted(self.ticked),
             "step_index": self.step_index,
             "step_started_at": self.step_started_at,
@@ -190,6 +242,8 @@ class SessionState:
         """The state `to_dict` gave; ValueError for anything else, with what is wrong."""
         if not isinstance(data, Mapping):
             raise ValueError(f"session state must be a mapping, not {type(data).__name__}")
+        if data.get("version") == 1:
+            data = _from_version_1(data)
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"unknown session state version {data.get('version')!r}")
         keys = set(_STATE_KEYS)
@@ -197,16 +251,21 @@ class SessionState:
             missing = ", ".join(sorted(keys - set(data))) or "none"
             extra = ", ".join(sorted(str(key) for key in set(data) - keys)) or "none"
             raise ValueError(f"session state keys: missing {missing}; unexpected {extra}")
-        ticked = data["ticked"]
+        ticked, answers = data["ticked"], data["answers"]
         if not isinstance(ticked, list):
             raise ValueError("ticked must be a list of item numbers")
+        if not isinstance(answers, list) or not all(isinstance(a, bool) for a in answers):
+            raise ValueError("answers must be a list of true or false")
+        condition, variant = data["condition"], data["variant"]
         return cls(
             run_id=_typed(data, "run_id", str),
             session_id=_typed(data, "session_id", str),
             phase=Phase(_typed(data, "phase", str)),
             hands_free=_typed(data, "hands_free", bool),
             started_at=_number(data, "started_at"),
-            safety_index=_typed(data, "safety_index", int),
+            condition=None if condition is None else _whole(condition, "condition"),
+            answers=tuple(answers),
+            variant=None if variant is None else _typed(data, "variant", str),
             ticked=frozenset(_whole(item, "ticked item") for item in ticked),
             step_index=_typed(data, "step_index", int),
             step_started_at=_optional_number(data, "step_started_at"),
@@ -218,10 +277,21 @@ class SessionState:
 
 
 _STATE_KEYS = (
-    "version", "run_id", "session_id", "phase", "hands_free", "started_at", "safety_index",
-    "ticked", "step_index", "step_started_at", "paused_remaining", "timer", "timer_seq",
-    "steps_done",
+    "version", "run_id", "session_id", "phase", "hands_free", "started_at", "condition",
+    "answers", "variant", "ticked", "step_index", "step_started_at", "paused_remaining",
+    "timer", "timer_seq", "steps_done",
 )  # fmt: skip
+
+
+def _from_version_1(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A state saved before the one-screen safety check, in today's terms.
+
+    Version 1 asked its safety questions one by one; a session still in them starts the check
+    again on its first screen. Checklist and steps carry on as they were, in no variant.
+    """
+    upgraded = {key: value for key, value in data.items() if key != "safety_index"}
+    upgraded.update(version=STATE_VERSION, condition=None, answers=[], variant=None)
+    return upgraded
 
 
 def _whole(value: Any, name: str) -> int:
@@ -338,6 +408,10 @@ class SessionEngine:
             return state, self._show(state)
         return self._after_safety(state)
 
+    def started(self, state: SessionState) -> bool:
+        """True once the steps have begun; before that nothing is lost by starting afresh."""
+        return state.phase not in BEFORE_STEPS
+
     def act(
         self, state: SessionState | None, command: SessionCommand, arg: str | None = None
     ) -> tuple[SessionState | None, Response]:
@@ -353,7 +427,13 @@ class SessionEngine:
         if command in (SessionCommand.HANDS_FREE_ON, SessionCommand.HANDS_FREE_OFF):
             return self.set_hands_free(state, command is SessionCommand.HANDS_FREE_ON)
         if state.phase is Phase.SAFETY:
-            return self._act_safety(state, command)
+            return self._act_conditions(state, command)
+        if state.phase is Phase.WHICH:
+            return self._act_which(state, command, arg)
+        if state.phase is Phase.ADVICE:
+            return self._act_advice(state, command, arg)
+        if state.phase is Phase.QUESTION:
+            return self._act_question(state, command)
         if state.phase is Phase.CHECKLIST:
             return self._act_checklist(state, command, arg)
         return self._act_step(state, command)
@@ -418,7 +498,7 @@ class SessionEngine:
         """End the session now: a summary if the steps had begun."""
         if not self._fits_knowledge(state):
             return self._changed()
-        if state.phase is not Phase.STEP:
+        if state.phase in BEFORE_STEPS:
             return None, Response(
                 (
                     Reply(
@@ -459,14 +539,14 @@ class SessionEngine:
         """A one-line "the session is waiting here", e.g. after answering a question mid-session."""
         if not self._fits_knowledge(state):
             return Response()
-        session = self._session(state)
-        if state.phase is Phase.SAFETY:
-            questions = len(self.knowledge.safety_check)
-            where = f"safety question {state.safety_index + 1} of {questions}"
+        if state.phase is Phase.ADVICE:
+            return Response()  # they were told what to do instead; no nudging back
+        if state.phase in (Phase.SAFETY, Phase.WHICH, Phase.QUESTION):
+            where = "the safety check"
         elif state.phase is Phase.CHECKLIST:
             where = "the equipment checklist"
         else:
-            where = f"step {state.step_index + 1} of {len(session.steps)}"
+            where = f"step {state.step_index + 1} of {len(self.steps(state))}"
             remaining = self.remaining(state)
             if state.timer is TimerPhase.PAUSED:
                 where += f", paused with {format_duration(remaining or 0)} left"
@@ -486,33 +566,96 @@ class SessionEngine:
 
     # --- phases ---------------------------------------------------------------------------
 
-    def _act_safety(
+    def _act_conditions(
         self, state: SessionState, command: SessionCommand
     ) -> tuple[SessionState | None, Response]:
-        questions = self.knowledge.safety_check
-        if command is SessionCommand.YES:
-            question = questions[state.safety_index]
-            return None, Response(
-                (
-                    Reply(
-                        f'You answered Yes to: "{question}"\n\n{SAFETY_ADVICE}',
-                        title="Please don't massage for now",
-                    ),
-                ),
-                timer=CancelTimer(),
-            )
         if command is SessionCommand.NO:
-            if state.safety_index + 1 < len(questions):
-                following = replace(state, safety_index=state.safety_index + 1)
-                return following, self._show(following)
-            return self._after_safety(state)
-        return state, self._note(state, "Please answer Yes or No to the safety question first.")
+            return self._after_conditions(state)
+        if command is SessionCommand.YES:
+            which = replace(state, phase=Phase.WHICH)
+            return which, self._show(which)
+        if command is SessionCommand.NOT_SURE:
+            return self._advise(state, len(self.knowledge.safety_check.conditions), NOT_SURE_NOTE)
+        if command is SessionCommand.BACK:
+            return state, self._note(state, "This is the first question; nothing to go back to.")
+        return state, self._note(state, ANSWER_FIRST)
+
+    def _act_which(
+        self, state: SessionState, command: SessionCommand, arg: str | None
+    ) -> tuple[SessionState | None, Response]:
+        conditions = self.knowledge.safety_check.conditions
+        if command is SessionCommand.PICK:
+            if arg is None or not arg.isdigit() or int(arg) >= len(conditions):
+                return state, self._note(state, "That isn't one of the conditions on the list.")
+            return self._advise(state, int(arg))
+        if command is SessionCommand.NOT_SURE:
+            return self._advise(state, len(conditions), NOT_SURE_NOTE)
+        if command is SessionCommand.BACK:
+            return self._to_conditions(state)
+        return state, self._note(state, "Tap the one that applies, or Not sure.")
+
+    def _act_advice(
+        self, state: SessionState, command: SessionCommand, arg: str | None
+    ) -> tuple[SessionState | None, Response]:
+        if command is SessionCommand.VARIANT:
+            variants = self._session(state).variants
+            known = arg is not None and arg.isdigit() and int(arg) < len(variants)
+            chosen = variants[int(arg)] if known and arg is not None else ""
+            if chosen not in self._offered_variants(state):
+                return state, self._note(state, "That option isn't offered here.")
+            return self._after_safety(replace(state, variant=chosen))
+        if command is SessionCommand.BACK:
+            if state.condition == len(self.knowledge.safety_check.conditions):
+                return self._to_conditions(state)  # "not sure" came from the list itself
+            which = replace(state, phase=Phase.WHICH, condition=None)
+            return which, self._show(which)
+        return state, self._note(
+            state, "Choose one of the buttons below, or Back if you tapped the wrong answer."
+        )
+
+    def _act_question(
+        self, state: SessionState, command: SessionCommand
+    ) -> tuple[SessionState | None, Response]:
+        if command in (SessionCommand.YES, SessionCommand.NO, SessionCommand.NOT_SURE):
+            answered = replace(state, answers=(*state.answers, command is not SessionCommand.NO))
+            note = NOT_SURE_NOTE if command is SessionCommand.NOT_SURE else ""
+            if len(answered.answers) < len(self._questions(state)):
+                return answered, self._show(answered, note)
+            following, response = self._after_safety(answered)
+            return following, _with_note(response, note)
+        if command is SessionCommand.BACK:
+            if not state.answers:
+                return self._to_conditions(state)
+            back = replace(state, answers=state.answers[:-1])
+            return back, self._show(back)
+        return state, self._note(state, ANSWER_FIRST)
+
+    def _to_conditions(self, state: SessionState) -> tuple[SessionState, Response]:
+        """Back to the first screen: every answer of the safety check is undone."""
+        first = replace(state, phase=Phase.SAFETY, condition=None, answers=(), variant=None)
+        return first, self._show(first)
+
+    def _advise(
+        self, state: SessionState, condition: int, note: str = ""
+    ) -> tuple[SessionState, Response]:
+        advice = replace(state, phase=Phase.ADVICE, condition=condition, variant=None)
+        return advice, self._show(advice, note)
+
+    def _after_conditions(self, state: SessionState) -> tuple[SessionState, Response]:
+        """None of the conditions applies: this session's questions, then the checklist."""
+        cleared = replace(state, condition=None, answers=(), variant=None)
+        if self._questions(state):
+            question = replace(cleared, phase=Phase.QUESTION)
+            return question, self._show(question)
+        return self._after_safety(cleared)
 
     def _after_safety(self, state: SessionState) -> tuple[SessionState, Response]:
         if self._session(state).equipment:
             checklist = replace(state, phase=Phase.CHECKLIST)
             return checklist, self._show(checklist)
-        return self._enter_step(state, 0)
+        entered, response = self._enter_step(state, 0)
+        variant = self._variant(entered)
+        return entered, _with_note(response, variant.note if variant else "")
 
     def _act_checklist(
         self, state: SessionState, command: SessionCommand, arg: str | None
@@ -525,15 +668,26 @@ class SessionEngine:
             return ticked, self._show(ticked)
         if command in (SessionCommand.READY, SessionCommand.NEXT, SessionCommand.CONTINUE):
             return self._enter_step(state, 0)
+        if command is SessionCommand.BACK:
+            return self._back_from_checklist(state)
         if command in (SessionCommand.PAUSE, SessionCommand.RESUME):
             text = "Nothing is running yet: the timers start with the first step."
-        elif command is SessionCommand.BACK:
-            text = "The safety check is done; this checklist is the first screen."
         else:
             text = "There's no question to answer now."
         return state, self._note(
             state, f'{text} Tick what you have ready, then press "Ready, start".'
         )
+
+    def _back_from_checklist(self, state: SessionState) -> tuple[SessionState, Response]:
+        """The screen before the checklist: the variant's advice, the last question or the list."""
+        if state.condition is not None:
+            return self._advise(state, state.condition)
+        if state.answers:
+            back = replace(state, phase=Phase.QUESTION, answers=state.answers[:-1])
+            return back, self._show(back)
+        if self.knowledge.safety_check:
+            return self._to_conditions(state)
+        return state, self._note(state, "This checklist is the first screen.")
 
     def _act_step(
         self, state: SessionState, command: SessionCommand
@@ -646,7 +800,7 @@ class SessionEngine:
     ) -> tuple[SessionState | None, Response]:
         """Count the current step done and go to the next, or finish after the last."""
         done = replace(state, steps_done=max(state.steps_done, state.step_index + 1))
-        if done.step_index + 1 >= len(self._session(done).steps):
+        if done.step_index + 1 >= len(self.steps(done)):
             ended, summary = self._summary(done, stopped=False)
         else:
             ended, summary = self._enter_step(done, done.step_index + 1)
@@ -655,8 +809,8 @@ class SessionEngine:
     def _summary(self, state: SessionState, stopped: bool) -> tuple[None, Response]:
         session = self._session(state)
         lines = [
-            session.title,
-            f"Steps done: {state.steps_done} of {len(session.steps)}",
+            self._title(state),
+            f"Steps done: {state.steps_done} of {len(self.steps(state))}",
             f"Time taken: {format_duration(self.clock.now() - state.started_at)}",
         ]
         if state.steps_done and session.aftercare:
@@ -675,12 +829,15 @@ class SessionEngine:
 
     def _screen(self, state: SessionState) -> int:
         """The number of the screen `state` is on; buttons carry it to detect stale presses."""
-        questions = len(self.knowledge.safety_check)
-        if state.phase is Phase.SAFETY:
-            return state.safety_index
+        questions = len(self._questions(state))
+        before_questions = {Phase.SAFETY: 0, Phase.WHICH: 1, Phase.ADVICE: 2}
+        if state.phase in before_questions:
+            return before_questions[state.phase]
+        if state.phase is Phase.QUESTION:
+            return 3 + len(state.answers)
         if state.phase is Phase.CHECKLIST:
-            return questions
-        return questions + 1 + state.step_index
+            return 3 + questions
+        return 4 + questions + state.step_index
 
     def _button(
         self, state: SessionState, label: str, command: SessionCommand, arg: str | None = None
@@ -690,14 +847,18 @@ class SessionEngine:
     def _show(self, state: SessionState, note: str = "") -> Response:
         """The current screen again, with `note` on top."""
         if state.phase is Phase.SAFETY:
-            screen = self._safety_reply(state)
+            screen = self._conditions_reply(state)
+        elif state.phase is Phase.WHICH:
+            screen = self._which_reply(state)
+        elif state.phase is Phase.ADVICE:
+            screen = self._advice_reply(state)
+        elif state.phase is Phase.QUESTION:
+            screen = self._question_reply(state)
         elif state.phase is Phase.CHECKLIST:
             screen = self._checklist_reply(state)
         else:
             screen = self._step_reply(state)
-        if note:
-            screen = replace(screen, text=f"{note}\n\n{screen.text}")
-        return Response((screen,))
+        return _with_note(Response((screen,)), note)
 
     def _buttons(self, state: SessionState) -> tuple[tuple[Button, ...], ...]:
         return self._show(state).replies[0].buttons
@@ -711,32 +872,116 @@ class SessionEngine:
             return self._button(state, "🙌 Hands-free: on", SessionCommand.HANDS_FREE_OFF)
         return self._button(state, "✋ Hands-free: off", SessionCommand.HANDS_FREE_ON)
 
-    def _safety_reply(self, state: SessionState) -> Reply:
-        questions = self.knowledge.safety_check
-        text = questions[state.safety_index]
-        if state.safety_index == 0:
-            intro = (
-                f"{self._session(state).title}: before we start, {len(questions)} quick "
-                f"{'question' if len(questions) == 1 else 'questions'} about the person "
-                "you'll massage. Answer Yes if it applies, or if you're not sure."
-            )
-            text = f"{intro}\n\n{text}"
+    def _check_title(self, state: SessionState, number: int) -> str:
+        return f"Safety check {number} of {self.knowledge.safety_check.screens(state.session_id)}"
+
+    def _back_and_stop(self, state: SessionState) -> tuple[Button, ...]:
+        return (
+            self._button(state, "⬅️ Back", SessionCommand.BACK),
+            self._button(state, "⏹ Stop", SessionCommand.STOP),
+        )
+
+    def _conditions_reply(self, state: SessionState) -> Reply:
+        conditions = self.knowledge.safety_check.conditions
+        intro = CONDITIONS_INTRO.format(title=self._session(state).title)
+        listed = "\n".join(f"• {condition.text}" for condition in conditions)
         return Reply(
-            text,
-            title=f"Safety check {state.safety_index + 1} of {len(questions)}",
+            f"{intro}\n\n{listed}",
+            title=self._check_title(state, 1),
             buttons=(
+                (self._button(state, "✅ None of these", SessionCommand.NO),),
                 (
-                    self._button(state, "Yes", SessionCommand.YES),
-                    self._button(state, "No", SessionCommand.NO),
+                    self._button(state, "⚠️ One of these applies", SessionCommand.YES),
+                    self._button(state, "🤔 Not sure", SessionCommand.NOT_SURE),
                 ),
                 (self._button(state, "⏹ Stop", SessionCommand.STOP),),
             ),
         )
 
+    def _which_reply(self, state: SessionState) -> Reply:
+        conditions = self.knowledge.safety_check.conditions
+        picks = [
+            self._button(state, condition.button, SessionCommand.PICK, str(index))
+            for index, condition in enumerate(conditions)
+        ]
+        return Reply(
+            WHICH_TEXT,
+            title=self._check_title(state, 1),
+            buttons=(
+                *(tuple(picks[i : i + 2]) for i in range(0, len(picks), 2)),
+                (self._button(state, "🤔 Not sure which", SessionCommand.NOT_SURE),),
+                self._back_and_stop(state),
+            ),
+        )
+
+    def _condition(self, state: SessionState) -> SafetyCondition:
+        check = self.knowledge.safety_check
+        index = state.condition or 0
+        if index < len(check.conditions):
+            return check.conditions[index]
+        assert check.not_sure is not None  # the loader requires it with any condition
+        return check.not_sure
+
+    def _offered_variants(self, state: SessionState) -> tuple[str, ...]:
+        """The variants the advice screen offers: the session's own after any yes, and the
+        condition's once a professional agrees, where the session can run them."""
+        session = self._session(state)
+        wanted = (session.unsafe_variant, self._condition(state).allows)
+        return tuple(v for v in session.variants if v in wanted)
+
+    def _advice_reply(self, state: SessionState) -> Reply:
+        condition = self._condition(state)
+        session = self._session(state)
+        offered = self._offered_variants(state)
+        variants = [self.knowledge.variants[v] for v in offered]
+        text = "\n\n".join([condition.advice, *(variant.offer for variant in variants)])
+        rows: list[tuple[Button, ...]] = [
+            (
+                self._button(
+                    state, f"▶️ {variant.button}", SessionCommand.VARIANT,
+                    str(session.variants.index(variant.id)),
+                ),
+            )
+            for variant in variants
+        ]
+        topics = [
+            Button(self.knowledge.topics[ref].title, f"topic:{ref}")
+            for ref in condition.related
+            if ref in self.knowledge.topics
+        ]
+        rows += [tuple(topics[i : i + 2]) for i in range(0, len(topics), 2)]
+        rows.append((Button("🏠 Main menu", MAIN_MENU_ACTION),))
+        rows.append(self._back_and_stop(state))
+        unsure = condition is self.knowledge.safety_check.not_sure
+        title = "Not sure? Then ask first" if unsure else "What to do instead"
+        return Reply(text, title=title, buttons=tuple(rows))
+
+    def _question_reply(self, state: SessionState) -> Reply:
+        question = self._questions(state)[len(state.answers)]
+        return Reply(
+            question.text,
+            title=self._check_title(state, 2 + len(state.answers)),
+            buttons=(
+                (
+                    self._button(state, "Yes", SessionCommand.YES),
+                    self._button(state, "No", SessionCommand.NO),
+                ),
+                (self._button(state, "🤔 Not sure", SessionCommand.NOT_SURE),),
+                self._back_and_stop(state),
+            ),
+        )
+
     def _checklist_reply(self, state: SessionState) -> Reply:
         session = self._session(state)
+        variant = self._variant(state)
+        intro = "Have these at hand before you start (ticking them off is optional)."
+        back_row: tuple[Button, ...] = (
+            self._back_and_stop(state)
+            if self.knowledge.safety_check
+            else (self._button(state, "⏹ Stop", SessionCommand.STOP),)
+        )
         return checklist_reply(
-            f"Get ready: {session.title}",
+            f"Get ready: {self._title(state)}",
             session.equipment,
             state.ticked,
             lambda index: make_action(
@@ -744,16 +989,14 @@ class SessionEngine:
             ),
             extra_rows=(
                 (self._button(state, "▶️ Ready, start", SessionCommand.READY),),
-                (
-                    self._hands_free_button(state),
-                    self._button(state, "⏹ Stop", SessionCommand.STOP),
-                ),
+                (self._hands_free_button(state),),
+                back_row,
             ),
-            intro="Have these at hand before you start (ticking them off is optional).",
+            intro=f"{variant.note}\n\n{intro}" if variant else intro,
         )
 
     def _step_reply(self, state: SessionState) -> Reply:
-        session = self._session(state)
+        steps = self.steps(state)
         step = self._step(state)
         lines = [step.text, ""]
         if step.seconds:
@@ -779,12 +1022,12 @@ class SessionEngine:
             lines.append("Press Next when you're ready.")
         return Reply(
             "\n".join(lines),
-            title=f"Step {state.step_index + 1} of {len(session.steps)}: {step.title}",
+            title=f"Step {state.step_index + 1} of {len(steps)}: {step.title}",
             buttons=self._step_buttons(state),
         )
 
     def _step_buttons(self, state: SessionState) -> tuple[tuple[Button, ...], ...]:
-        last = state.step_index + 1 == len(self._session(state).steps)
+        last = state.step_index + 1 == len(self.steps(state))
         first_row = [self._button(state, "⬅️ Back", SessionCommand.BACK)]
         if state.timer in ARMED:
             first_row.append(self._button(state, "⏸ Pause", SessionCommand.PAUSE))
@@ -803,14 +1046,14 @@ class SessionEngine:
         )
 
     def _time_up_reply(self, state: SessionState, offline: bool) -> Reply:
-        session = self._session(state)
+        steps = self.steps(state)
         step = self._step(state)
         lines = ["The time for this step was up while I was offline.", ""] if offline else []
         following = state.step_index + 1
-        if following < len(session.steps):
+        if following < len(steps):
             lines.append(
-                f"Next up: step {following + 1} of {len(session.steps)}, "
-                f'"{session.steps[following].title}". Press Next when you\'re ready.'
+                f"Next up: step {following + 1} of {len(steps)}, "
+                f'"{steps[following].title}". Press Next when you\'re ready.'
             )
         else:
             lines.append("That was the last step. Press Finish for the summary.")
@@ -825,25 +1068,74 @@ class SessionEngine:
     def _session(self, state: SessionState) -> GuidedSession:
         return self.knowledge.sessions[state.session_id]
 
+    def _questions(self, state: SessionState) -> tuple[SafetyQuestion, ...]:
+        return self.knowledge.safety_check.questions_for(state.session_id)
+
+    def _variant_id(self, state: SessionState) -> str | None:
+        """The chosen variant, or the first one a yes to a question picked."""
+        if state.variant is not None:
+            return state.variant
+        for question, yes in zip(self._questions(state), state.answers, strict=False):
+            if yes:
+                return question.variant
+        return None
+
+    def _variant(self, state: SessionState) -> Variant | None:
+        variant_id = self._variant_id(state)
+        return None if variant_id is None else self.knowledge.variants.get(variant_id)
+
+    def _title(self, state: SessionState) -> str:
+        variant = self._variant(state)
+        title = self._session(state).title
+        return f"{title}: {variant.name}" if variant else title
+
+    def steps(self, state: SessionState) -> tuple[Step, ...]:
+        """The steps `state` runs: the session's, as its variant adapts them."""
+        return self._session(state).steps_in(self._variant_id(state))
+
     def _step(self, state: SessionState) -> Step:
-        return self._session(state).steps[state.step_index]
+        return self.steps(state)[state.step_index]
 
     def _fits_knowledge(self, state: SessionState) -> bool:
         """False if the knowledge changed under a saved session (a restart with new files)."""
         session = self.knowledge.sessions.get(state.session_id)
-        if session is None or state.steps_done > len(session.steps):
+        if session is None:
             return False
-        if state.phase is Phase.SAFETY:
-            return state.safety_index < len(self.knowledge.safety_check)
+        variant = self._variant_id(state)
+        if variant is not None and (
+            variant not in session.variants or variant not in self.knowledge.variants
+        ):
+            return False
+        steps = session.steps_in(variant)
+        if state.steps_done > len(steps):
+            return False
+        check = self.knowledge.safety_check
+        questions = check.questions_for(state.session_id)
+        if state.phase in (Phase.SAFETY, Phase.WHICH, Phase.ADVICE) and not check:
+            return False
+        if state.condition is not None and state.condition > len(check.conditions):
+            return False
+        if state.phase is Phase.QUESTION:
+            return len(state.answers) < len(questions)
+        if len(state.answers) > len(questions):
+            return False
         if state.phase is Phase.STEP:
-            if state.step_index >= len(session.steps):
+            if state.step_index >= len(steps):
                 return False
-            timed = session.steps[state.step_index].seconds is not None
+            timed = steps[state.step_index].seconds is not None
             return timed == (state.timer is not TimerPhase.NONE)
         return True
 
     def _changed(self) -> tuple[None, Response]:
         return None, Response((Reply(CHANGED_TEXT),), timer=CancelTimer())
+
+
+def _with_note(response: Response, note: str) -> Response:
+    """`response` with `note` on top of its first message (unchanged without a note)."""
+    if not note or not response.replies:
+        return response
+    first, *rest = response.replies
+    return replace(response, replies=(replace(first, text=f"{note}\n\n{first.text}"), *rest))
 
 
 def _text_reply(text: str, buttons: tuple[tuple[Button, ...], ...] = ()) -> Response:
@@ -889,8 +1181,18 @@ _PHRASES: dict[SessionCommand, tuple[str, ...]] = {
         "end massage", "stop it", "cancel session",
         "stpo", "sotp", "stp", "qiut", "quti",
     ),
-    SessionCommand.YES: ("yes", "y", "yeah", "yep", "yup", "yes it does", "yes they do"),
-    SessionCommand.NO: ("no", "nope", "nah", "no it doesnt", "no they dont", "none"),
+    SessionCommand.YES: (
+        "yes", "y", "yeah", "yep", "yup", "yes it does", "yes they do", "one applies",
+        "one of these", "one of them", "yes one applies",
+    ),
+    SessionCommand.NO: (
+        "no", "nope", "nah", "no it doesnt", "no they dont", "none", "none of these",
+        "none of them", "none apply",
+    ),
+    SessionCommand.NOT_SURE: (
+        "not sure", "im not sure", "unsure", "maybe", "perhaps", "possibly", "dont know",
+        "i dont know", "do not know", "dunno", "idk", "no idea", "not certain", "cant say",
+    ),
     SessionCommand.HANDS_FREE_ON: (
         "hands free", "hands free on", "handsfree", "handsfree on", "auto", "auto on",
     ),
@@ -899,7 +1201,7 @@ _PHRASES: dict[SessionCommand, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 # A safety answer is never guessed from a typo: "note" must not answer No to "any fever?".
-_EXACT_ONLY = frozenset({SessionCommand.YES, SessionCommand.NO})
+_EXACT_ONLY = frozenset({SessionCommand.YES, SessionCommand.NO, SessionCommand.NOT_SURE})
 # Real words one typo away from a command; alone they mean something else.
 _NEVER_COMMANDS = frozenset({"cancer", "read", "reads", "precious"})
 # Loose matching starts at this length: below it, one typo turns a word into another word.

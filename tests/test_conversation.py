@@ -156,21 +156,108 @@ def test_deep_links_open_a_topic_or_start_a_session(
     assert labels(unknown) == [b.label for row in MENU_BUTTONS for b in row]
 
 
-def start_steps(conversation: Conversation, session_id: str) -> Response:
-    """Start a session, answer No to the safety questions, and get past the checklist."""
-    response = conversation.handle_action(CHAT, f"pick:{session_id}")
+def press_exactly(conversation: Conversation, response: Response, label: str) -> Response:
+    matching = [b for b in buttons(response) if b.label == label]
+    assert matching, f"no button {label!r} in {labels(response)}"
+    return conversation.handle_action(CHAT, matching[-1].action)
+
+
+def through_the_safety_check(conversation: Conversation, response: Response) -> Response:
+    """Answer "None of these" and No to any further question, as most people will."""
+    response = press_exactly(conversation, response, "✅ None of these")
     while "Safety check" in text_of(response):
-        response = press(conversation, response, "No")
+        response = press_exactly(conversation, response, "No")
+    return response
+
+
+def start_steps(conversation: Conversation, session_id: str) -> Response:
+    """Start a session, answer the safety check, and get past the checklist."""
+    response = through_the_safety_check(
+        conversation, conversation.handle_action(CHAT, f"pick:{session_id}")
+    )
     response = press(conversation, response, "Ready")
     assert "Step 1 of" in text_of(response)
     return response
 
 
-def test_safety_yes_stops_with_advice(conversation: Conversation) -> None:
-    response = conversation.handle_command(CHAT, "session", "full-back")
-    stopped = press(conversation, response, "Yes")
-    assert "doctor" in text_of(stopped)
-    assert conversation.store.load_session(CHAT) is None
+def test_taps_from_the_session_menu_to_step_1(
+    conversation: Conversation, knowledge: KnowledgeBase
+) -> None:
+    """As the README says: 4 taps for the full and quick massages, 3 for the bedside rub
+    (the safety check used to take 5 taps of its own, so 7 in all)."""
+    taps_needed: dict[str, int] = {}
+    for session in knowledge.sessions.values():
+        picker = conversation.handle_command(CHAT, "session")
+        response = press_exactly(conversation, picker, session.title)
+        count = 1
+        while "Step 1 of" not in text_of(response):
+            label = next(
+                option
+                for option in ("✅ None of these", "No", "▶️ Ready, start")
+                if option in labels(response)
+            )
+            response = press_exactly(conversation, response, label)
+            count += 1
+        taps_needed[session.id] = count
+        conversation.handle_command(CHAT, "stop")
+    assert taps_needed == {"full-back": 4, "quick-back": 4, "bedside-back-rub": 3}
+
+
+def test_a_yes_says_what_to_do_instead_and_leaves_the_way_open(
+    conversation: Conversation, knowledge: KnowledgeBase
+) -> None:
+    listed = conversation.handle_command(CHAT, "session", "full-back")
+    which = press_exactly(conversation, listed, "⚠️ One of these applies")
+    [thinners] = [c for c in knowledge.safety_check.conditions if c.id == "blood-thinners"]
+    advice = press_exactly(conversation, which, thinners.button)
+
+    assert thinners.advice in text_of(advice)
+    assert "light gliding strokes only" in text_of(advice)
+    topic = press_exactly(conversation, advice, knowledge.topics["pressure"].title)
+    assert topic.replies[0].text == knowledge.topics["pressure"].answer
+    menu = press_exactly(conversation, advice, "🏠 Main menu")
+    assert labels(menu) == [b.label for row in MENU_BUTTONS for b in row]
+    # Nothing had started, so a new session is offered at once rather than "already running".
+    picker = conversation.handle_command(CHAT, "session")
+    assert "Which massage shall we do?" in text_of(picker)
+    assert "already running" not in text_of(picker)
+
+
+def test_a_yes_on_the_bedside_rub_still_runs_the_skin_check_and_report(
+    conversation: Conversation, knowledge: KnowledgeBase, clock: FakeClock
+) -> None:
+    listed = conversation.handle_command(CHAT, "session", "bedside-back-rub")
+    which = press_exactly(conversation, listed, "⚠️ One of these applies")
+    advice = press_exactly(conversation, which, "Fever or unwell")
+    checklist = press_exactly(conversation, advice, "▶️ Skin check only, no rub")
+    assert "Skin check only, no rub today" in text_of(checklist)
+    response = press(conversation, checklist, "Ready")
+    seen = text_of(response)
+    while "Session complete" not in text_of(response):
+        if isinstance(response.timer, ArmTimer):
+            clock.current = response.timer.due_at
+            response = conversation.handle_timer(CHAT, response.timer.token)
+        else:
+            response = conversation.handle_text(CHAT, "next")
+        seen += text_of(response)
+    steps = knowledge.sessions["bedside-back-rub"].steps_in("skin-check-only")
+    assert f"Steps done: {len(steps)} of {len(steps)}" in text_of(response)
+    assert "Check the skin" in seen and "Reposition" in seen and "Note and report" in seen
+    assert "Gentle strokes" not in seen
+
+
+def test_typed_maybe_on_the_frailty_question_keeps_the_massage_gentle(
+    conversation: Conversation,
+) -> None:
+    listed = conversation.handle_command(CHAT, "session", "quick-back")
+    question = press_exactly(conversation, listed, "✅ None of these")
+    checklist = conversation.handle_text(CHAT, "maybe")
+    assert "Not sure counts as yes." in text_of(checklist)
+    assert "Quick back massage: gentle version" in text_of(checklist)
+    back = conversation.handle_text(CHAT, "back")
+    assert text_of(back) == text_of(question)  # the mis-answer can be changed
+    plain = conversation.handle_text(CHAT, "no")
+    assert "Get ready: Quick back massage\n" in text_of(plain)
 
 
 def test_whole_session_with_typed_commands_and_timers(

@@ -235,3 +235,112 @@ def test_check_command_summary_and_failure(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert "knowledge/t.yaml:3: topic x.kind: unknown kind 'recipe'" in bad.stdout
     assert "Traceback" not in bad.stdout + bad.stderr
+
+
+# --- safety check, variants and step variants ---------------------------------------------------
+
+VARIANT_KB = """\
+variants:
+  - id: light
+    name: light strokes only
+    note: Light strokes only.
+    button: Doctor said yes
+    offer: Once the doctor agrees, light strokes only.
+safety_check:
+  conditions:
+    - id: thinners
+      text: Blood thinners
+      button: Blood thinners
+      advice: Ask their doctor first.
+      related: []
+      allows: light
+  not_sure:
+    advice: Ask first.
+  questions: []
+sessions:
+  - id: quick
+    title: Quick
+    summary: Ten minutes.
+    variants: [light]
+    steps:
+      - title: Glide
+        text: Glide up the back.
+        seconds: 60
+        variants:
+          light:
+            text: Glide lightly.
+      - title: Knead
+        text: Knead the shoulders.
+        seconds: 60
+        variants:
+          light: skip
+"""
+
+
+def test_step_variants_replace_or_skip_steps(tmp_path: Path) -> None:
+    knowledge = load_knowledge(write_kb(tmp_path, s=VARIANT_KB), require_contract=False)
+
+    quick = knowledge.sessions["quick"]
+    assert [step.title for step in quick.steps_in(None)] == ["Glide", "Knead"]
+    assert [(step.title, step.text) for step in quick.steps_in("light")] == [
+        ("Glide", "Glide lightly.")
+    ]
+    assert knowledge.safety_check.conditions[0].allows == "light"
+    assert knowledge.safety_check.screens("quick") == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("    variants: [light]\n", "    variants: [light, softer]\n"),
+         "knowledge/s.yaml:22: session quick.variants: unknown variant 'softer'"),
+        (("          light: skip\n", "          gentle: skip\n"),
+         "session quick.steps[1].variants: 'gentle' is not one of the session's variants"),
+        (("      allows: light\n", "      allows: firm\n"),
+         "safety condition thinners.allows: unknown variant 'firm'"),
+        (("    button: Doctor said yes\n", ""),
+         "variant 'light' is offered after the safety check, so it needs a button and an offer"),
+        (("            text: Glide lightly.\n", "            text: Glide lightly.\n"
+                                                "            speed: 3\n"),
+         "session quick.steps[0].variants.light: unknown fields speed"),
+        (("  not_sure:\n    advice: Ask first.\n", ""),
+         "safety_check.not_sure: is missing"),
+        (("  questions: []\n", "  questions:\n    - id: frail\n      text: Frail?\n"
+                               "      sessions: [quick]\n      variant: gentle\n"),
+         "safety question frail.variant: 'gentle' is not one of session 'quick''s variants"),
+    ],
+)  # fmt: skip
+def test_safety_check_and_variant_problems_are_reported(
+    tmp_path: Path, edit: tuple[str, str], expected: str
+) -> None:
+    assert edit[0] in VARIANT_KB
+    problems = problems_of(write_kb(tmp_path, s=VARIANT_KB.replace(*edit)))
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_variant_that_skips_every_step_is_refused(tmp_path: Path) -> None:
+    text = VARIANT_KB.replace("            text: Glide lightly.\n", "").replace(
+        "          light:\n", "          light: skip\n"
+    )
+    problems = problems_of(write_kb(tmp_path, s=text))
+    assert any("'light' skips every step" in p for p in problems), problems
+
+
+def test_the_old_list_of_safety_questions_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    directory = write_kb(tmp_path, s="safety_check:\n  - Does the person have a fever?\n")
+    [problem] = problems_of(directory)
+    assert problem == (
+        "knowledge/s.yaml:1: safety_check: must be a mapping: conditions, not_sure, questions"
+    )
+
+
+def test_real_safety_check_lists_each_condition_once_and_offers_real_variants(  # type: ignore[no-untyped-def]
+    real_kb,
+) -> None:
+    check = real_kb.safety_check
+    ids = [c.id for c in check.conditions]
+    assert len(ids) == len(set(ids)) and len(ids) <= 10  # one readable screen
+    assert check.not_sure is not None
+    assert check.screens("full-back") == check.screens("quick-back") == 2
+    assert check.screens("bedside-back-rub") == 1
+    assert real_kb.sessions["bedside-back-rub"].unsafe_variant == "skin-check-only"

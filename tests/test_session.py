@@ -10,10 +10,21 @@ from typing import Any
 import pytest
 
 from bot.clock import FakeClock
-from bot.knowledge import GuidedSession, KnowledgeBase, Step, check_knowledge
+from bot.knowledge import (
+    GuidedSession,
+    KnowledgeBase,
+    SafetyCheck,
+    SafetyCondition,
+    SafetyQuestion,
+    Step,
+    Topic,
+    Variant,
+    check_knowledge,
+)
 from bot.replies import MAX_ACTION_BYTES, ArmTimer, Button, CancelTimer, Reply, Response
 from bot.session import (
     _PHRASES,
+    MAIN_MENU_ACTION,
     Action,
     Phase,
     SessionCommand,
@@ -27,7 +38,26 @@ from bot.session import (
 )
 from bot.settings import PACKAGE_KNOWLEDGE_DIR
 
-SAFETY = ("Does the person have a fever?", "Is there a wound on the back?")
+FEVER = SafetyCondition(
+    "fever", "A fever, or they feel unwell", "Fever", "Don't massage today.", ("when-not",)
+)
+THINNERS = SafetyCondition(
+    "thinners", "Blood thinners", "Blood thinners", "Ask their doctor first.", (), "light"
+)
+NOT_SURE = SafetyCondition("not-sure", "", "", "Not sure? Ask their doctor first.", ())
+FRAIL = SafetyQuestion("frail", "Is the person frail or older?", ("tiny",), "gentle")
+SAFETY = SafetyCheck(conditions=(FEVER, THINNERS), not_sure=NOT_SURE, questions=(FRAIL,))
+VARIANTS = {
+    "gentle": Variant("gentle", "gentle version", "Gentle: no kneading.", "", ""),
+    "light": Variant(
+        "light", "light strokes only", "Light strokes only.", "Doctor said yes: light",
+        "Once their doctor agrees, light strokes only.",
+    ),
+    "check": Variant(
+        "check", "skin check only", "No rub today.", "Skin check only",
+        "You can still check the skin.",
+    ),
+}  # fmt: skip
 TINY = GuidedSession(
     id="tiny",
     title="Tiny back rub",
@@ -35,26 +65,44 @@ TINY = GuidedSession(
     steps=(
         Step("Settle in", "Get the person comfortable."),
         Step("Long strokes", "Glide up the back.", 180),
-        Step("Kneading", "Knead the shoulders.", 90),
+        Step(
+            "Kneading", "Knead the shoulders.", 90,
+            variants=(
+                ("gentle", Step("Soft kneading", "Knead very lightly.", 60)), ("light", None),
+            ),
+        ),
         Step("Cover up", "Cover the back with a towel."),
     ),
     equipment=("Towel", "Oil", "Pillow"),
     aftercare=("Wipe off the oil.", "Keep them warm.", "Offer a glass of water."),
-)
+    variants=("gentle", "light"),
+)  # fmt: skip
 BEDSIDE = GuidedSession(
     id="bedside-back-rub",
     title="Bedside back rub",
     summary="For someone in bed.",
-    steps=(Step("Check the skin", "Look for red patches."), Step("Rub", "Rub gently.", 30)),
+    steps=(
+        Step("Check the skin", "Look for red patches."),
+        Step("Rub", "Rub gently.", 30, variants=(("check", None),)),
+    ),
     aftercare=("Leave them repositioned.", "Report any skin changes."),
+    variants=("light", "check"),
+    unsafe_variant="check",
 )
 BARE = GuidedSession(
     id="bare", title="Bare", summary="No equipment.", steps=(Step("Only", "Do it.", 45),)
 )
+WHEN_NOT = Topic(
+    id="when-not", kind="safety", title="When not to massage", aliases=(), questions=(),
+    answer="Not with a fever.", related=(),
+)  # fmt: skip
 KNOWLEDGE = KnowledgeBase(
-    topics={}, sessions={s.id: s for s in (TINY, BEDSIDE, BARE)}, safety_check=SAFETY
+    topics={WHEN_NOT.id: WHEN_NOT},
+    sessions={s.id: s for s in (TINY, BEDSIDE, BARE)},
+    safety_check=SAFETY,
+    variants=VARIANTS,
 )
-NO_QUESTIONS = replace(KNOWLEDGE, safety_check=())
+NO_QUESTIONS = replace(KNOWLEDGE, safety_check=SafetyCheck())
 T0 = FakeClock().current
 
 Outcome = tuple[SessionState | None, Response]
@@ -98,10 +146,14 @@ def tap(engine: SessionEngine, outcome: Outcome, label: str) -> Outcome:
     return engine.press(state, button(response, label).action)
 
 
+def taps(engine: SessionEngine, outcome: Outcome, *labels_: str) -> Outcome:
+    for label in labels_:
+        outcome = tap(engine, outcome, label)
+    return outcome
+
+
 def at_checklist(engine: SessionEngine) -> Outcome:
-    outcome = engine.start("tiny")
-    outcome = tap(engine, outcome, "No")
-    return tap(engine, outcome, "No")
+    return taps(engine, engine.start("tiny"), "✅ None of these", "No")
 
 
 def at_step(
@@ -109,9 +161,8 @@ def at_step(
 ) -> Outcome:
     """Session "tiny" on step `number` (1-based), just entered."""
     state, response = engine.start("tiny", hands_free=hands_free)
-    for _ in SAFETY:
-        state, response = engine.act(state, SessionCommand.NO)
-    state, response = engine.act(state, SessionCommand.READY)
+    for command in (SessionCommand.NO, SessionCommand.NO, SessionCommand.READY):
+        state, response = engine.act(state, command)
     for _ in range(number - 1):
         state, response = engine.act(state, SessionCommand.NEXT)
     assert state is not None and state.step_index == number - 1
@@ -131,67 +182,286 @@ def fire(engine: SessionEngine, clock: FakeClock, outcome: Outcome) -> Outcome:
     return engine.on_timer(state, timer.token)
 
 
-# --- safety check ----------------------------------------------------------------------------
+def run_steps(engine: SessionEngine, clock: FakeClock, outcome: Outcome) -> list[str]:
+    """Press Ready, then Next or let timers run out to the end; the step titles seen."""
+    state, response = tap(engine, outcome, "▶️ Ready, start") if outcome[0] and (
+        outcome[0].phase is Phase.CHECKLIST
+    ) else outcome
+    titles: list[str] = []
+    while state is not None:
+        titles += [reply.title for reply in response.replies if reply.title.startswith("Step")]
+        if isinstance(response.timer, ArmTimer):
+            state, response = fire(engine, clock, (state, response))
+        else:
+            state, response = engine.act(state, SessionCommand.NEXT)
+    return titles
 
 
-def test_start_asks_the_first_safety_question(engine: SessionEngine) -> None:
+# --- safety check: one screen, then what to do instead ---------------------------------------
+
+
+def test_start_lists_every_condition_on_one_screen(engine: SessionEngine) -> None:
     state, response = engine.start("tiny")
 
     reply = only(response)
-    assert reply.title == "Safety check 1 of 2"
-    assert reply.text.startswith("Tiny back rub: before we start, 2 quick questions")
-    assert reply.text.endswith("Does the person have a fever?")
-    assert labels(reply) == [["Yes", "No"], ["⏹ Stop"]]
+    assert reply.title == "Safety check 1 of 2"  # the list, then tiny's frailty question
+    assert reply.text.startswith("Tiny back rub: before we start, does any of these apply")
+    assert "If you're not sure, count it as yes." in reply.text
+    assert reply.text.endswith("• A fever, or they feel unwell\n• Blood thinners")
+    assert labels(reply) == [
+        ["✅ None of these"], ["⚠️ One of these applies", "🤔 Not sure"], ["⏹ Stop"],
+    ]  # fmt: skip
     assert response.timer is None
     assert state is not None and state.phase is Phase.SAFETY
 
 
-@pytest.mark.parametrize("question", [0, 1])
-def test_yes_to_any_safety_question_stops_with_advice_to_see_a_professional(
-    engine: SessionEngine, question: int
+def test_none_of_these_asks_the_sessions_own_question_then_shows_the_checklist(
+    engine: SessionEngine,
 ) -> None:
-    outcome = engine.start("tiny")
-    for _ in range(question):
-        outcome = tap(engine, outcome, "No")
+    question = tap(engine, engine.start("tiny"), "✅ None of these")
 
-    state, response = tap(engine, outcome, "Yes")
+    assert only(question[1]).title == "Safety check 2 of 2"
+    assert only(question[1]).text == "Is the person frail or older?"
+    assert labels(only(question[1])) == [["Yes", "No"], ["🤔 Not sure"], ["⬅️ Back", "⏹ Stop"]]
 
-    assert state is None
-    reply = only(response)
-    assert reply.title == "Please don't massage for now"
-    assert f'You answered Yes to: "{SAFETY[question]}"' in reply.text
-    assert "doctor, nurse or physiotherapist" in reply.text
-
-
-def test_no_to_every_question_shows_the_equipment_checklist(engine: SessionEngine) -> None:
-    state, response = at_checklist(engine)
+    state, response = tap(engine, question, "No")
 
     reply = only(response)
     assert reply.title == "Get ready: Tiny back rub"
     assert reply.text.endswith("0 of 3 ready")
     assert labels(reply) == [
-        ["⬜ Towel"],
-        ["⬜ Oil"],
-        ["⬜ Pillow"],
-        ["▶️ Ready, start"],
-        ["🙌 Hands-free: on", "⏹ Stop"],
-    ]
+        ["⬜ Towel"], ["⬜ Oil"], ["⬜ Pillow"], ["▶️ Ready, start"], ["🙌 Hands-free: on"],
+        ["⬅️ Back", "⏹ Stop"],
+    ]  # fmt: skip
     assert state is not None and state.phase is Phase.CHECKLIST
 
 
-def test_second_question_follows_the_first(engine: SessionEngine) -> None:
-    _, response = tap(engine, engine.start("tiny"), "No")
+def test_a_session_without_questions_goes_from_the_list_to_its_steps(
+    engine: SessionEngine,
+) -> None:
+    state, response = engine.start("bedside-back-rub")
+    assert only(response).title == "Safety check 1 of 1"
 
-    assert only(response).title == "Safety check 2 of 2"
-    assert only(response).text == "Is there a wound on the back?"
+    state, response = tap(engine, (state, response), "✅ None of these")
+
+    assert only(response).title == "Step 1 of 2: Check the skin"  # no equipment to get ready
 
 
-def test_without_safety_questions_the_checklist_comes_first(clock: FakeClock) -> None:
+def test_one_of_these_applies_asks_which(engine: SessionEngine) -> None:
+    state, response = tap(engine, engine.start("tiny"), "⚠️ One of these applies")
+
+    reply = only(response)
+    assert reply.text.startswith("Which one applies? If more than one does, pick the first")
+    assert labels(reply) == [
+        ["Fever", "Blood thinners"], ["🤔 Not sure which"], ["⬅️ Back", "⏹ Stop"],
+    ]  # fmt: skip
+    assert state is not None and state.phase is Phase.WHICH
+
+
+def test_a_yes_says_what_to_do_instead_with_topics_and_the_menu(engine: SessionEngine) -> None:
+    state, response = taps(engine, engine.start("tiny"), "⚠️ One of these applies", "Fever")
+
+    reply = only(response)
+    assert reply.title == "What to do instead"
+    assert reply.text == "Don't massage today."  # tiny offers nothing to do instead of a fever
+    assert labels(reply) == [["When not to massage"], ["🏠 Main menu"], ["⬅️ Back", "⏹ Stop"]]
+    assert button(response, "When not to massage").action == "topic:when-not"
+    assert button(response, "🏠 Main menu").action == MAIN_MENU_ACTION
+    assert state is not None and state.phase is Phase.ADVICE and state.condition == 0
+
+
+def test_blood_thinners_offers_light_strokes_once_the_doctor_agrees(
+    engine: SessionEngine, clock: FakeClock
+) -> None:
+    advice = taps(engine, engine.start("tiny"), "⚠️ One of these applies", "Blood thinners")
+    assert only(advice[1]).text == (
+        "Ask their doctor first.\n\nOnce their doctor agrees, light strokes only."
+    )
+
+    checklist = tap(engine, advice, "▶️ Doctor said yes: light")
+
+    assert only(checklist[1]).title == "Get ready: Tiny back rub: light strokes only"
+    assert only(checklist[1]).text.startswith("Light strokes only.\n\nHave these at hand")
+    titles = run_steps(engine, clock, checklist)
+    assert titles == [
+        "Step 1 of 3: Settle in", "Step 2 of 3: Long strokes", "Step 3 of 3: Cover up",
+    ]  # fmt: skip
+
+
+def test_on_the_bedside_session_any_yes_offers_the_skin_check_without_the_rub(
+    engine: SessionEngine, clock: FakeClock
+) -> None:
+    for condition in ("Fever", "Blood thinners"):
+        advice = taps(
+            engine, engine.start("bedside-back-rub"), "⚠️ One of these applies", condition
+        )
+        assert button(advice[1], "▶️ Skin check only").action.startswith("s:var:")
+        assert "You can still check the skin." in only(advice[1]).text
+
+    first = tap(engine, advice, "▶️ Skin check only")
+
+    assert only(first[1]).text.startswith("No rub today.\n\nLook for red patches.")
+    assert run_steps(engine, clock, first) == ["Step 1 of 1: Check the skin"]
+
+
+def test_with_blood_thinners_the_bedside_session_offers_both(engine: SessionEngine) -> None:
+    advice = taps(
+        engine, engine.start("bedside-back-rub"), "⚠️ One of these applies", "Blood thinners"
+    )
+
+    assert [row[0].label for row in only(advice[1]).buttons[:2]] == [
+        "▶️ Doctor said yes: light", "▶️ Skin check only",
+    ]  # fmt: skip
+
+
+def test_a_variant_the_advice_does_not_offer_cannot_be_forced(engine: SessionEngine) -> None:
+    state, _ = taps(engine, engine.start("tiny"), "⚠️ One of these applies", "Fever")
+    forged = make_action(SessionCommand.VARIANT, state.run_id, 2, "1")  # tiny's "light"
+
+    after, refused = engine.press(state, forged)
+
+    assert after == state
+    assert only(refused).text.startswith("That option isn't offered here.")
+
+
+@pytest.mark.parametrize("screen", ["list", "which"])
+def test_not_sure_counts_as_yes(engine: SessionEngine, screen: str) -> None:
+    outcome = engine.start("tiny")
+    if screen == "which":
+        outcome = tap(engine, outcome, "⚠️ One of these applies")
+        outcome = tap(engine, outcome, "🤔 Not sure which")
+    else:
+        outcome = tap(engine, outcome, "🤔 Not sure")
+
+    state, response = outcome
+    assert only(response).text == "Not sure counts as yes.\n\nNot sure? Ask their doctor first."
+    assert only(response).title == "Not sure? Then ask first"
+    assert state is not None and state.phase is Phase.ADVICE
+
+
+@pytest.mark.parametrize("typed", ["maybe", "not sure", "dont know", "Don't know", "idk"])
+def test_typed_not_sure_is_understood_on_the_list_and_the_question(
+    engine: SessionEngine, typed: str
+) -> None:
+    command = parse_command(typed)
+    assert command is SessionCommand.NOT_SURE
+
+    state, _ = engine.act(engine.start("tiny")[0], command)
+    assert state is not None and state.phase is Phase.ADVICE
+
+    question, _ = tap(engine, engine.start("tiny"), "✅ None of these")
+    state, response = engine.act(question, command)
+    assert state is not None and state.phase is Phase.CHECKLIST
+    assert only(response).text.startswith("Not sure counts as yes.\n\nGentle: no kneading.")
+
+
+def test_yes_to_the_frailty_question_runs_the_gentle_steps(
+    engine: SessionEngine, clock: FakeClock
+) -> None:
+    checklist = taps(engine, engine.start("tiny"), "✅ None of these", "Yes")
+
+    assert only(checklist[1]).title == "Get ready: Tiny back rub: gentle version"
+    assert run_steps(engine, clock, checklist) == [
+        "Step 1 of 4: Settle in", "Step 2 of 4: Long strokes", "Step 3 of 4: Soft kneading",
+        "Step 4 of 4: Cover up",
+    ]  # fmt: skip
+
+
+def test_back_changes_a_mistapped_answer_before_the_session_starts(
+    engine: SessionEngine, clock: FakeClock
+) -> None:
+    start = engine.start("tiny")
+    which = tap(engine, start, "⚠️ One of these applies")
+    assert only(tap(engine, which, "⬅️ Back")[1]).title == "Safety check 1 of 2"
+
+    advice = tap(engine, which, "Fever")
+    back_to_which = tap(engine, advice, "⬅️ Back")
+    assert back_to_which[0] is not None and back_to_which[0].phase is Phase.WHICH
+
+    gentle = taps(engine, start, "✅ None of these", "Yes")  # meant No
+    question = tap(engine, gentle, "⬅️ Back")
+    assert only(question[1]).text == "Is the person frail or older?"
+    plain = tap(engine, question, "No")
+    assert only(plain[1]).title == "Get ready: Tiny back rub"
+    assert run_steps(engine, clock, plain)[2] == "Step 3 of 4: Kneading"
+
+    back_to_list = tap(engine, question, "⬅️ Back")
+    assert only(back_to_list[1]).title == "Safety check 1 of 2"
+
+
+def test_back_from_a_checklist_chosen_on_the_advice_screen_returns_to_the_advice(
+    engine: SessionEngine,
+) -> None:
+    advice = taps(engine, engine.start("tiny"), "⚠️ One of these applies", "Blood thinners")
+    checklist = taps(engine, advice, "▶️ Doctor said yes: light", "⬜ Oil")
+
+    state, response = tap(engine, checklist, "⬅️ Back")
+
+    assert only(response).title == "What to do instead"
+    assert state is not None and state.variant is None and state.phase is Phase.ADVICE
+
+
+def test_taps_before_step_1(engine: SessionEngine) -> None:
+    """None of these, No, Ready: three taps from the first screen to the first step."""
+    outcome = engine.start("tiny")
+    presses = ("✅ None of these", "No", "▶️ Ready, start")
+    for label in presses:
+        outcome = tap(engine, outcome, label)
+    assert len(presses) == 3
+    assert only(outcome[1]).title == "Step 1 of 4: Settle in"
+
+
+@pytest.mark.parametrize(
+    ("path", "command"),
+    [
+        ((), SessionCommand.NEXT),
+        ((), SessionCommand.BACK),
+        (("⚠️ One of these applies",), SessionCommand.YES),
+        (("⚠️ One of these applies", "Fever"), SessionCommand.NO),
+        (("✅ None of these",), SessionCommand.READY),
+    ],
+)
+def test_commands_that_do_not_answer_the_safety_check_leave_it_where_it_is(
+    engine: SessionEngine, path: tuple[str, ...], command: SessionCommand
+) -> None:
+    before, _ = taps(engine, engine.start("tiny"), *path)
+
+    state, response = engine.act(before, command)
+
+    assert state == before
+    assert only(response).buttons  # the screen's buttons come with the note
+
+
+def test_stop_during_the_safety_check_cancels(engine: SessionEngine) -> None:
+    for path in ((), ("⚠️ One of these applies", "Fever"), ("✅ None of these",)):
+        state, response = tap(engine, taps(engine, engine.start("tiny"), *path), "⏹ Stop")
+
+        assert state is None
+        assert only(response).title == "Session cancelled"
+        assert only(response).text.startswith("Nothing was started.")
+
+
+def test_the_advice_screen_sends_no_reminder_but_the_question_does(engine: SessionEngine) -> None:
+    advice, _ = taps(engine, engine.start("tiny"), "⚠️ One of these applies", "Fever")
+    question, _ = tap(engine, engine.start("tiny"), "✅ None of these")
+
+    assert engine.reminder(advice) == Response()
+    assert only(engine.reminder(question)).text == "↩️ Your session is at the safety check."
+
+
+def test_started_is_false_until_the_first_step(engine: SessionEngine, clock: FakeClock) -> None:
+    state, _ = at_checklist(engine)
+    assert not engine.started(state)
+    assert engine.started(at_step(engine, clock, 1)[0])
+
+
+def test_without_a_safety_check_the_checklist_comes_first(clock: FakeClock) -> None:
     engine = SessionEngine(NO_QUESTIONS, clock)
 
     _, response = engine.start("tiny")
 
     assert only(response).title == "Get ready: Tiny back rub"
+    assert labels(only(response))[-1] == ["⏹ Stop"]
 
 
 def test_without_questions_or_equipment_the_first_step_starts_at_once(clock: FakeClock) -> None:
@@ -202,24 +472,6 @@ def test_without_questions_or_equipment_the_first_step_starts_at_once(clock: Fak
     assert only(response).title == "Step 1 of 1: Only"
     assert armed(response).due_at == T0 + 45
     assert state is not None and state.phase is Phase.STEP
-
-
-def test_step_commands_during_the_safety_check_ask_for_an_answer(engine: SessionEngine) -> None:
-    before, _ = engine.start("tiny")
-
-    state, response = engine.act(before, SessionCommand.NEXT)
-
-    assert state == before
-    assert only(response).text == "Please answer Yes or No to the safety question first."
-    assert labels(only(response)) == [["Yes", "No"], ["⏹ Stop"]]
-
-
-def test_stop_during_the_safety_check_cancels(engine: SessionEngine) -> None:
-    state, response = tap(engine, engine.start("tiny"), "⏹ Stop")
-
-    assert state is None
-    assert only(response).title == "Session cancelled"
-    assert only(response).text.startswith("Nothing was started.")
 
 
 def test_unknown_session_is_not_started(engine: SessionEngine) -> None:
@@ -256,7 +508,6 @@ def test_ready_starts_the_first_step_without_any_ticks(engine: SessionEngine) ->
     ("command", "expected"),
     [
         (SessionCommand.PAUSE, "Nothing is running yet"),
-        (SessionCommand.BACK, "The safety check is done"),
         (SessionCommand.YES, "There's no question to answer now"),
     ],
 )
@@ -883,12 +1134,14 @@ def valid_dict() -> dict[str, Any]:
 @pytest.mark.parametrize(
     "change",
     [
-        {"version": 2}, {"run_id": "AB:12"}, {"run_id": 5}, {"session_id": ""},
+        {"version": 3}, {"run_id": "AB:12"}, {"run_id": 5}, {"session_id": ""},
         {"phase": "flying"}, {"hands_free": "yes"}, {"started_at": "soon"},
         {"started_at": float("nan")}, {"step_index": -1}, {"step_index": True},
         {"step_index": 1.5}, {"ticked": "1,2"}, {"ticked": [-1]}, {"timer": "ticking"},
         {"timer": "paused"}, {"paused_remaining": 30.0}, {"timer_seq": None},
         {"phase": "checklist"}, {"step_started_at": None}, {"extra": 1},
+        {"condition": -1}, {"condition": 0}, {"condition": "fever"}, {"answers": "yes"},
+        {"answers": [1]}, {"variant": ""}, {"variant": 3}, {"answers": None},
     ],
 )  # fmt: skip
 def test_garbage_state_is_rejected(change: dict[str, Any]) -> None:
@@ -1020,7 +1273,8 @@ def test_every_real_session_runs_from_start_to_summary(clock: FakeClock) -> None
     for session in knowledge.sessions.values():
         started = clock.now()
         state, response = engine.start(session.id)
-        for _ in knowledge.safety_check:
+        state, response = tap(engine, (state, response), "✅ None of these")
+        for _ in knowledge.safety_check.questions_for(session.id):
             state, response = tap(engine, (state, response), "No")
         if session.equipment:
             assert only(response).text.endswith(f"0 of {len(session.equipment)} ready")
@@ -1041,3 +1295,73 @@ def test_every_real_session_runs_from_start_to_summary(clock: FakeClock) -> None
         assert f"Steps done: {total} of {total}" in summary.text
         assert f"Time taken: {format_duration(session.total_seconds)}" in summary.text
         assert clock.now() - started == session.total_seconds
+
+
+def reach_variant(
+    engine: SessionEngine, knowledge: KnowledgeBase, session_id: str, variant: str
+) -> Outcome:
+    """Answer the real safety check the way a person would to run `session_id` in `variant`."""
+    check = knowledge.safety_check
+    start = engine.start(session_id)
+    for question in check.questions_for(session_id):
+        if question.variant == variant:
+            return taps(engine, start, "✅ None of these", "Yes")
+    session = knowledge.sessions[session_id]
+    for condition in check.conditions:
+        if variant in (condition.allows, session.unsafe_variant):
+            advice = taps(engine, start, "⚠️ One of these applies", condition.button)
+            return tap(engine, advice, f"▶️ {knowledge.variants[variant].button}")
+    raise AssertionError(f"nothing in the safety check leads {session_id} to {variant}")
+
+
+def test_every_real_variant_is_reached_through_the_safety_check_and_runs_to_the_end(
+    clock: FakeClock,
+) -> None:
+    knowledge, problems = check_knowledge(PACKAGE_KNOWLEDGE_DIR)
+    assert knowledge is not None, "\n".join(str(problem) for problem in problems)
+    engine = SessionEngine(knowledge, clock)
+    for session in knowledge.sessions.values():
+        for variant in session.variants:
+            outcome = reach_variant(engine, knowledge, session.id, variant)
+            name = knowledge.variants[variant].name
+            assert only(outcome[1]).title == f"Get ready: {session.title}: {name}"
+
+            steps = session.steps_in(variant)
+            assert run_steps(engine, clock, outcome) == [
+                f"Step {n + 1} of {len(steps)}: {s.title}" for n, s in enumerate(steps)
+            ]
+
+
+def test_the_real_gentle_and_light_versions_leave_out_what_they_promise() -> None:
+    knowledge, _ = check_knowledge(PACKAGE_KNOWLEDGE_DIR)
+    assert knowledge is not None
+    for session_id in ("full-back", "quick-back"):
+        session = knowledge.sessions[session_id]
+        gentle = [step.title for step in session.steps_in("gentle")]
+        light = [step.title for step in session.steps_in("light")]
+        assert not any("Tapotement" in title for title in gentle)
+        assert any("gentle kneading" in title for title in gentle)
+        assert not any(word in " ".join(light) for word in ("Petrissage", "Friction", "Tapotement"))
+    bedside = knowledge.sessions["bedside-back-rub"]
+    check_only = " ".join(step.title for step in bedside.steps_in("skin-check-only"))
+    assert "Check the skin" in check_only and "Reposition" in check_only
+    assert "Gentle strokes" not in check_only and "Note and report" in check_only
+
+
+def test_a_state_saved_before_the_one_screen_check_is_read_in_todays_terms() -> None:
+    old_step = {
+        "version": 1, "run_id": "ab12cd", "session_id": "tiny", "phase": "step",
+        "hands_free": True, "started_at": T0, "safety_index": 0, "ticked": [1],
+        "step_index": 1, "step_started_at": T0, "paused_remaining": None, "timer": "warning",
+        "timer_seq": 2, "steps_done": 1,
+    }  # fmt: skip
+    old_question = {**old_step, "phase": "safety", "safety_index": 3, "step_index": 0,
+                    "step_started_at": None, "timer": "none", "steps_done": 0}  # fmt: skip
+
+    step = SessionState.from_dict(old_step)
+    question = SessionState.from_dict(old_question)
+
+    assert (step.phase, step.step_index, step.variant, step.answers) == (Phase.STEP, 1, None, ())
+    assert step.ticked == frozenset({1})
+    assert question.phase is Phase.SAFETY and question.condition is None  # asked again
+    assert step.to_dict()["version"] == 2

@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from bot.clock import FakeClock
-from bot.knowledge import GuidedSession, KnowledgeBase, Step
+from bot.knowledge import (
+    GuidedSession,
+    KnowledgeBase,
+    SafetyCheck,
+    SafetyCondition,
+    SafetyQuestion,
+    Step,
+    Variant,
+)
 from bot.replies import ArmTimer, CancelTimer, Response
 from bot.session import (
     WARNING_BEFORE_END,
@@ -29,10 +37,12 @@ MIXED = GuidedSession(
     steps=(
         Step("Prepare", "Get ready."),
         Step("Long", "Long strokes.", 150),
-        Step("Short", "Short strokes.", 30),
-        Step("Last", "Finish off.", 125),
+        Step("Short", "Short strokes.", 30, variants=(("soft", None),)),
+        Step("Last", "Finish off.", 125, variants=(("light", Step("Last", "Lightly.", 65)),)),
     ),
     equipment=("Towel", "Oil"),
+    variants=("soft", "light"),
+    unsafe_variant="light",
 )
 PLAIN = GuidedSession(
     id="plain", title="Plain", summary="No equipment.", steps=(Step("Only", "Do it.", 61),)
@@ -40,7 +50,18 @@ PLAIN = GuidedSession(
 KNOWLEDGE = KnowledgeBase(
     topics={},
     sessions={MIXED.id: MIXED, PLAIN.id: PLAIN},
-    safety_check=("Any fever?",),
+    safety_check=SafetyCheck(
+        conditions=(
+            SafetyCondition("fever", "A fever", "Fever", "Not today.", ()),
+            SafetyCondition("thin", "Thin skin", "Thin skin", "Ask first.", (), allows="soft"),
+        ),
+        not_sure=SafetyCondition("not-sure", "", "", "Ask first.", ()),
+        questions=(SafetyQuestion("frail", "Frail?", ("mixed",), "soft"),),
+    ),
+    variants={
+        "soft": Variant("soft", "soft", "Softly.", "Softly", "You can go on softly."),
+        "light": Variant("light", "light", "Lightly.", "Lightly", "You can go on lightly."),
+    },
 )
 
 C = SessionCommand
@@ -48,8 +69,11 @@ C = SessionCommand
 # during the safety check, and the timed steps would hardly ever be reached.
 COMMANDS = (
     [C.NO] * 3 + [C.READY] * 2 + [C.NEXT] * 3 + [C.PAUSE] * 2 + [C.RESUME] * 2
-    + [C.CONTINUE, C.BACK, C.REPEAT, C.TICK, C.HANDS_FREE_ON, C.HANDS_FREE_OFF, C.YES, C.STOP]
+    + [C.CONTINUE, C.BACK, C.REPEAT, C.TICK, C.HANDS_FREE_ON, C.HANDS_FREE_OFF, C.YES, C.STOP,
+       C.NOT_SURE, C.PICK, C.VARIANT]
 )  # fmt: skip
+# Commands whose argument is a number: an item, a condition or a variant (some out of range).
+WITH_NUMBER = frozenset({C.TICK, C.PICK, C.VARIANT})
 
 
 class SessionMachine(RuleBasedStateMachine):
@@ -81,7 +105,7 @@ class SessionMachine(RuleBasedStateMachine):
     def begin(self, hands_free: bool, to_the_steps: bool) -> None:
         self.apply(self.engine.start(MIXED.id, hands_free=hands_free), answered=True)
         if to_the_steps:
-            for command in (C.NO, C.READY):
+            for command in (C.NO, C.NO, C.READY):
                 self.apply(self.engine.act(self.state, command), answered=True)
 
     @rule(session_id=st.sampled_from(sorted(KNOWLEDGE.sessions)), hands_free=st.booleans())
@@ -93,7 +117,7 @@ class SessionMachine(RuleBasedStateMachine):
 
     @rule(command=st.sampled_from(COMMANDS), item=st.integers(0, 3))
     def command(self, command: SessionCommand, item: int) -> None:
-        arg = str(item) if command is SessionCommand.TICK else None
+        arg = str(item) if command in WITH_NUMBER else None
         self.apply(self.engine.act(self.state, command, arg), answered=True)
 
     @precondition(lambda self: self.actions)
@@ -135,9 +159,13 @@ class SessionMachine(RuleBasedStateMachine):
         if self.state is None:
             return
         session = KNOWLEDGE.sessions[self.state.session_id]
-        assert 0 <= self.state.safety_index < len(KNOWLEDGE.safety_check)
-        assert 0 <= self.state.step_index < len(session.steps)
-        assert 0 <= self.state.steps_done <= len(session.steps)
+        steps = self.engine.steps(self.state)
+        check = KNOWLEDGE.safety_check
+        assert len(self.state.answers) <= len(check.questions_for(session.id))
+        assert self.state.condition is None or 0 <= self.state.condition <= len(check.conditions)
+        assert self.state.variant is None or self.state.variant in session.variants
+        assert 0 <= self.state.step_index < len(steps)
+        assert 0 <= self.state.steps_done <= len(steps)
         assert all(0 <= index < len(session.equipment) for index in self.state.ticked)
 
     @invariant()
@@ -148,7 +176,7 @@ class SessionMachine(RuleBasedStateMachine):
         assert self.armed is not None
         assert self.armed.token == timer_token(self.state)
         assert self.state.phase is Phase.STEP and self.state.step_started_at is not None
-        seconds = KNOWLEDGE.sessions[self.state.session_id].steps[self.state.step_index].seconds
+        seconds = self.engine.steps(self.state)[self.state.step_index].seconds
         assert seconds is not None
         end = self.state.step_started_at + seconds
         warning = self.state.timer is TimerPhase.WARNING
@@ -159,7 +187,7 @@ class SessionMachine(RuleBasedStateMachine):
         if self.state is None:
             return
         remaining = self.engine.remaining(self.state)
-        step = KNOWLEDGE.sessions[self.state.session_id].steps[self.state.step_index]
+        step = self.engine.steps(self.state)[self.state.step_index]
         if remaining is None:
             assert self.state.phase is not Phase.STEP or step.seconds is None
         else:

@@ -22,7 +22,7 @@ from bot.store import Store
 from bot.terminal import TerminalChat, format_remaining, run_chat
 
 ROOT = Path(__file__).resolve().parent.parent
-SAFETY_NOS = "no\n" * 5
+SAFETY_NOS = "no\n" * 2  # "none of these", then no to the frailty question
 
 
 def lines_reader(text: str):  # type: ignore[no-untyped-def]
@@ -71,6 +71,32 @@ def test_whole_session_runs_hands_free_on_a_fast_clock(
     assert output.index("Time's up") < output.index(f"Step 4 of {len(steps)}")
     # The untimed last step waits for Next: the chat ends there, the session saved.
     assert "Session complete" not in output
+
+
+def test_a_carer_answering_yes_still_gets_the_skin_check_in_the_terminal(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # /session, 3 = the bedside rub, 2 = "One of these applies", 1 = "Fever or unwell",
+    # 1 = "Skin check only"; then the untimed steps are walked through with "next".
+    steps = knowledge.sessions["bedside-back-rub"].steps_in("skin-check-only")
+    script = "/session\n3\n2\n1\n1\nready\n" + "next\n" * len(steps)
+    output = run_in_process(knowledge, tmp_path, script, speed=3000)
+    assert "== What to do instead ==" in output
+    assert "[1] ▶️ Skin check only, no rub" in output
+    for number, step in enumerate(steps, start=1):
+        assert f"Step {number} of {len(steps)}: {step.title}" in output
+    assert "Gentle strokes" not in output
+    assert f"Steps done: {len(steps)} of {len(steps)}" in output
+
+
+def test_typed_not_sure_and_back_in_the_terminal(knowledge: KnowledgeBase, tmp_path: Path) -> None:
+    # 1 = the full massage; "none of these"; "dont know" to the frailty question counts as
+    # yes; "back" changes the answer to "no".
+    script = "/session\n1\nnone of these\ndont know\nback\nno\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=1)
+    assert "Not sure counts as yes." in output
+    gentle = output.index("== Get ready: Full back massage: gentle version ==")
+    assert output.index("== Get ready: Full back massage ==") > gentle
 
 
 def test_format_remaining() -> None:
