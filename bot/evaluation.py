@@ -4,10 +4,11 @@ Two sources of questions:
 
 - a questions file, a YAML list of `{q, expect, style}`: `expect` lists the topic ids that are a
   correct direct answer, `[]` meaning out of scope (the bot must not answer it directly);
-- the knowledge base itself, by cross-validation: each alias, example question and
-  out-of-scope phrasing is taken out of the knowledge base, the index is rebuilt without it, and
-  it is asked (or, faster, a tenth of them at a time). The matcher never saw that phrasing, so this is the figure that says whether it
-  generalises; a figure on a set the knowledge base was tuned on does not.
+- the knowledge base itself, by cross-validation: each alias, question, example and
+  out-of-scope phrasing is taken out of the knowledge base, the index is rebuilt without it,
+  and it is asked (or, faster, a tenth of them at a time). The matcher never saw that
+  phrasing, so this is the figure that says whether it generalises; a figure on a set the
+  knowledge base was tuned on does not.
 
 A wrong answer is the costly failure, so the report keeps it apart from clarify and fallback.
 """

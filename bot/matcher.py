@@ -76,13 +76,16 @@ RERANK_POOL = 12
 # topics have such terms).
 PRUNE_POSTINGS = 500
 PRUNE_KEEP = 256
+# Past this many content words, a message's length no longer says how vague it is.
+LONG_MESSAGE_TERMS = 12
 # The phrasings nearest to a message, across topics, that vote on how crowded its best
 # topic's neighbourhood is.
 VOTERS = 5
 # At most this many of a message's words are scored, the most telling ones.
 MAX_SCORED_TERMS = 32
 
-# The inputs of the decision model, in the order of `Params.coefficients`.
+# What the decision model can weigh; `Params.features` says which it does, in the order of
+# `Params.coefficients` (chosen by `bot/calibration.py` on held-out sets).
 FEATURES = (
     "score",  # the best topic's score, 0..1
     "margin",  # its lead over the next topic
@@ -93,7 +96,13 @@ FEATURES = (
     "phrasing",  # how closely its single best phrasing matches the message, 0..1
     "explained",  # how much of the message's known weight the topic uses at all
     "vote",  # its share of the phrasings nearest to the message, across topics
+    "length",  # how many content words the message has, up to 12, over 12: a short one is vaguer
+    "closeness",  # the next topic's score over the best one's: 1 is a tie
+    "vote_margin",  # the best topic's share of the nearest phrasings minus the next one's
 )
+
+
+FEATURE_INDEX = {name: index for index, name in enumerate(FEATURES)}
 
 
 @dataclass(frozen=True)
@@ -118,8 +127,9 @@ class Params:
     story: float = 0.5  # weight of a word in the story around the question
     safety_boost: float = 0.0  # lift of safety topics, per unit of safety share
     # Decision.
-    coefficients: tuple[float, ...] = (8.0, 12.0, 6.0, -3.0, 1.5, -2.0, 1.0, 1.0, 1.0)
-    bias: float = -5.0
+    features: tuple[str, ...] = ("margin", "out_of_scope_margin", "unknown_share")
+    coefficients: tuple[float, ...] = (12.0, 6.0, -3.0)
+    bias: float = -1.0
     answer_probability: float = 0.5  # P(best topic is right) needed to answer
     clarify_min: float = 25.0  # a topic scoring less is never offered
     clarify_spread: float = 20.0  # runners-up offered are within this of the best
@@ -136,10 +146,13 @@ class Params:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     def confidence(self, features: Sequence[float]) -> float:
-        """The decision model's P(the best topic is the right answer)."""
+        """The decision model's P(the best topic is the right answer), from all FEATURES."""
         if not features:
             return 0.0
-        x = self.bias + sum(w * f for w, f in zip(self.coefficients, features, strict=True))
+        x = self.bias + sum(
+            weight * features[FEATURE_INDEX[name]]
+            for name, weight in zip(self.features, self.coefficients, strict=True)
+        )
         return 0.0 if x < -60.0 else 1.0 / (1.0 + math.exp(-x))
 
 
@@ -551,7 +564,8 @@ class Matcher:
         words = []
         for word in message.words:
             if word not in self._smalltalk_words:
-                if len(word) < 4:
+                if len(word) < 4 or self._surface.get(word):
+                    # Too short to guess, or a word a topic uses: "sore back" is not "sure".
                     return None
                 found = process.extractOne(
                     word, self._smalltalk_by_start.get(word[0], ()), scorer=OSA.distance,
@@ -725,6 +739,9 @@ class Matcher:
             top.similarity,
             explained / sum(known_mass.values()),
             top.vote,
+            min(len(message.terms), LONG_MESSAGE_TERMS) / LONG_MESSAGE_TERMS,
+            runner_up / top.score if top.score else 1.0,
+            top.vote - (topics[1].vote if len(topics) > 1 else 0.0),
         )
         safety = self._safety_share(known_mass)
         return Assessment(message, topics=topics, out_of_scope=out_of_scope,

@@ -45,7 +45,8 @@ STOP_WORDS = frozenset(_STOP_WORDS_TEXT.split())
 # Chat spellings and abbreviations that edit distance cannot reach (too short or too far).
 CHAT_SPELLINGS = {
     "u": "you", "ur": "your", "r": "are", "y": "why", "pls": "please", "plz": "please",
-    "thx": "thanks", "ty": "thanks", "b4": "before", "wat": "what", "wot": "what",
+    "thx": "thanks", "thnx": "thanks", "thanx": "thanks", "ty": "thanks", "b4": "before",
+    "wat": "what", "wot": "what",
     "wut": "what", "wht": "what", "shud": "should", "shld": "should", "cud": "could",
     "wud": "would", "abt": "about", "bc": "because", "coz": "because", "cos": "because",
     "cuz": "because", "tho": "though", "thru": "through", "n": "and", "w": "with",

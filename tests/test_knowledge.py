@@ -50,7 +50,7 @@ def test_valid_fixture_loads(tmp_path: Path) -> None:
     directory = write_kb(tmp_path, topics="topics:\n" + VALID_TOPIC.format(id="kneading"))
     knowledge = load_knowledge(directory, require_contract=False)
     assert knowledge.topics["kneading"].aliases == ("petrissage",)
-    assert knowledge.summary() == "1 topics, 0 sessions, 1 aliases, 1 questions"
+    assert knowledge.summary() == "1 topics, 0 sessions, 1 aliases, 1 questions, 0 examples"
 
 
 def test_duplicate_ids_across_files_name_both_places(tmp_path: Path) -> None:
