@@ -484,7 +484,16 @@ async def test_the_token_never_reaches_the_logs_across_a_whole_run(
         await ann.press(greeting, "Browse topics")
         await ann.say("how do I do petrissage?")
         api.add_fault("sendMessage", "bad_gateway", chat_id=ann.chat_id)
-        await ann.say("/help")  # fails: logged with a traceback, the person told once
+        await ann.say("/help")  # a 502 first: repeated, and logged
+        conversation = running.conversation
+        answer = conversation.handle_text
+
+        def broken(chat_id: int, text: str) -> Response:
+            conversation.handle_text = answer  # type: ignore[method-assign]
+            raise RuntimeError(f"the core broke near {api.base_url}{TOKEN}/sendMessage")
+
+        conversation.handle_text = broken  # type: ignore[method-assign]
+        await ann.say("oil")  # fails: logged with a traceback, the person told once
         api.add_fault("sendMessage", "late", seconds=1.0, chat_id=ann.chat_id)
         since = len(api.outputs)
         api.push(ann.text_update("/stop"))  # delivered, but the answer comes too late
