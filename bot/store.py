@@ -438,10 +438,11 @@ class Store:
             in rows
         ]
 
-    def mark_attempted(self, row_id: int) -> None:
-        """The row is about to go out: after a crash nobody can tell whether it arrived."""
+    def mark_attempted(self, row_id: int, attempted: bool = True) -> None:
+        """The row is about to go out: after a crash nobody can tell whether it arrived.
+        (False: it is known not to have arrived after all.)"""
         with self._locked() as db:
-            db.execute("UPDATE outbox SET attempted = 1 WHERE id = ?", (row_id,))
+            db.execute("UPDATE outbox SET attempted = ? WHERE id = ?", (int(attempted), row_id))
 
     def retarget_outgoing(self, row_id: int, target: int | None) -> None:
         with self._locked() as db:

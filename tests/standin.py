@@ -842,9 +842,15 @@ def bot_settings(api: StandIn, data_dir: Any, **overrides: Any) -> Any:
 def fast_options(**overrides: Any) -> Any:
     """Production behaviour with every wait made tiny."""
     from bot.telegram_app import TelegramOptions
+    from bot.telegram_flood import FloodLimits
     from bot.telegram_net import Backoff
+    from bot.telegram_outbox import OutboxOptions
 
     values: dict[str, Any] = {
+        # Sessions run thousands of times faster than life here; Telegram's per-chat limit
+        # of a message a second would hold their steps back (tests of the limits set them).
+        "flood": FloodLimits.unlimited(),
+        "outbox": OutboxOptions(retry=Backoff(attempts=None, first_delay=0.02, max_delay=0.2)),
         "connect_timeout": 2.0,
         "read_timeout": 2.0,
         "write_timeout": 2.0,
@@ -852,6 +858,7 @@ def fast_options(**overrides: Any) -> Any:
         "poll_timeout": 2.0,
         "send_retry": Backoff(attempts=6, first_delay=0.02),
         "startup_retry": Backoff(attempts=3, first_delay=0.02),
+        "prune_every_seconds": 3600.0,
         **overrides,
     }
     return TelegramOptions(**values)
