@@ -125,7 +125,7 @@ from bot.telegram_net import (
     describe,
     is_harmless,
 )
-from bot.telegram_outbox import Batch, Outbox, OutboxOptions, Priority
+from bot.telegram_outbox import OUTBOX_METHODS, Batch, Outbox, OutboxOptions, Priority
 from bot.telegram_render import decode_callback, inline_result, render_reply
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class TelegramOptions:
     # Updates taken in but not yet handled; a chat waiting on its lock holds one, so this is
     # also how many messages one chat could queue before it delays others.
     max_pending_updates: int = 128
-    # Repeats inside one request of what was never sent, before the outbox's own backoff.
+    # Repeats inside one request of what was never sent (but the outbox's: it repeats its own).
     send_retry: Backoff = field(default_factory=lambda: Backoff(attempts=3, first_delay=0.5))
     # Start-up keeps trying as long as it takes: an outage is waited out, not given up on.
     startup_retry: Backoff = field(
@@ -828,7 +828,8 @@ def build_application(
         base_url=settings.base_url,
         base_file_url=settings.base_file_url,
         request=ResilientRequest(
-            options.send_retry, connection_pool_size=options.connection_pool_size, **timeouts
+            options.send_retry, connection_pool_size=options.connection_pool_size,
+            retried_by_caller=OUTBOX_METHODS, **timeouts
         ),
         # The updater retries polling by itself, with its own backoff.
         get_updates_request=HTTPXRequest(connection_pool_size=1, **timeouts),

@@ -206,11 +206,15 @@ class ResilientRequest(HTTPXRequest):
         self,
         backoff: Backoff,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        retried_by_caller: frozenset[str] = frozenset(),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._backoff = backoff
         self._sleep = sleep  # tests pass their own to act between attempts, not to wait
+        # Methods whose caller repeats them itself (the outbox: it must know, at any moment,
+        # whether a message is on the wire): tried once here.
+        self._retried_by_caller = retried_by_caller
 
     async def do_request(
         self,
@@ -222,7 +226,8 @@ class ResilientRequest(HTTPXRequest):
         connect_timeout: Any = HTTPXRequest.DEFAULT_NONE,
         pool_timeout: Any = HTTPXRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
-        delays = self._backoff.delays()
+        once = endpoint_of(url) in self._retried_by_caller
+        delays = iter(()) if once else self._backoff.delays()
         while True:
             try:
                 if request_data is None or request_data.contains_files:  # uploads: multipart

@@ -55,6 +55,8 @@ from bot.telegram_net import Backoff, Outcome, describe, outcome_of
 log = logging.getLogger(__name__)
 
 
+# The Bot API methods the outbox calls (and repeats itself).
+OUTBOX_METHODS = frozenset({"sendMessage", "editMessageText"})
 # Outcomes after which the same row goes again.
 RETRIED = frozenset({Outcome.NEVER_SENT, Outcome.RETRY_AFTER, Outcome.EDIT_TARGET_GONE})
 
@@ -89,6 +91,9 @@ class OutboxOptions:
     )
     keep_seconds: float = 12 * 3600.0  # undelivered for this long: dropped (as Store.prune)
     stop_drain_seconds: float = 2.0  # at shutdown, how long to keep delivering what waits
+    # Then how long the requests already on their way get to finish: one that finishes has
+    # a known outcome; one cut off counts as maybe delivered.
+    stop_grace_seconds: float = 5.0
 
 
 @dataclass
@@ -122,12 +127,13 @@ class Batch:
 
     store: Store
     added: list[Pending] = field(default_factory=list)
-    superseded: list[int] = field(default_factory=list)
+    superseding: set[int] = field(default_factory=set)  # chats whose waiting screens go
 
     def supersede(self, chat_id: int) -> None:
         """Drop the chat's waiting screens (not those added in this same transaction)."""
         mine = [p.row_id for p in self.added if p.chat_id == chat_id]
-        self.superseded += self.store.supersede_outgoing(chat_id, before=min(mine, default=None))
+        self.store.supersede_outgoing(chat_id, before=min(mine, default=None))
+        self.superseding.add(chat_id)
 
     def add(
         self,
@@ -177,7 +183,6 @@ class Outbox:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self._stopping = False
 
     # --- the front end's side ------------------------------------------------------------
 
@@ -236,7 +241,6 @@ class Outbox:
 
     def start(self) -> None:
         if self._runner is None:
-            self._stopping = False
             self._runner = asyncio.get_running_loop().create_task(self._run(), name="outbox")
 
     async def stop(self) -> None:
@@ -249,13 +253,15 @@ class Outbox:
         while (self._by_id or self._tasks) and loop.time() < deadline:
             self._wake.set()
             await asyncio.sleep(0.01)
-        self._stopping = True
-        runner.cancel()
+        runner.cancel()  # nothing new goes out
+        await asyncio.gather(runner, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.options.stop_grace_seconds)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         # Cancelled on purpose: gathered quietly, no "Task exception was never retrieved".
-        await asyncio.gather(runner, *tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def wake(self) -> None:
         self._wake.set()
@@ -280,12 +286,13 @@ class Outbox:
     # --- scheduling ------------------------------------------------------------------------
 
     def _accept(self, batch: Batch) -> None:
-        chats: set[int] = set()
-        for row_id in batch.superseded:
-            pending = self._by_id.get(row_id)
-            if pending is not None:
-                chats.add(pending.chat_id)
-                self._remove(pending)
+        chats: set[int] = set(batch.superseding)
+        for chat_id in batch.superseding:
+            # Before this batch's rows join the queue, every screen in it is older. One on
+            # its way is only marked: it is dropped if it fails, and kept if it arrived.
+            for pending in list(self._queues.get(chat_id, ())):
+                if pending.supersedable:
+                    self._remove(pending)
         for pending in batch.added:
             self._enqueue(pending)
             chats.add(pending.chat_id)
