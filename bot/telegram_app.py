@@ -858,8 +858,10 @@ def front_end_of(app: AnyApplication) -> TelegramFrontEnd:
 def will_not_heal(error: TelegramError, where: str, doing: str) -> StartupFailed | None:
     """The one-line failure for what retrying cannot fix; None for what it may."""
     if isinstance(error, InvalidToken):
-        # PTB's message may repeat the token; ours must not.
-        if "not found" in error.message.lower():
+        # PTB's message may repeat the token; ours must not. Telegram's own answer (401
+        # Unauthorized or 404 Not Found) is the cause PTB wrapped, when it wrapped one.
+        answer = error.__cause__ if isinstance(error.__cause__, InvalidToken) else error
+        if "not found" in answer.message.lower():
             return StartupFailed(
                 f"the Bot API at {where} answered 404 Not Found: check TELEGRAM_BASE_URL "
                 "(it should end in /bot) and TELEGRAM_BOT_TOKEN"

@@ -389,6 +389,21 @@ async def test_a_rejected_token_ends_with_one_line(api: StandIn, tmp_path: Path)
     assert OTHER_TOKEN.split(":")[1] not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("path", ["/wrong", "/bot/"])  # no /bot; /bot twice over
+async def test_a_wrong_base_url_ends_at_once_with_one_line(
+    api: StandIn, tmp_path: Path, path: str
+) -> None:
+    base_url = api.base_url.removesuffix("/bot") + path
+    code, err = await run_bot_process(bot_env(
+        TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_BASE_URL=base_url, DATA_DIR=str(tmp_path)
+    ))
+    assert code != 0
+    assert err.count("\n") == 1, err
+    assert "404 Not Found: check TELEGRAM_BASE_URL" in err
+    assert SECRET_PART not in err and "Traceback" not in err
+    assert api.received.get("getMe", 0) == 0  # nothing reached a real method, once
+
+
 @pytest.mark.usefixtures("restore_logging")
 def test_an_unreachable_api_ends_with_one_line_after_retries(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
