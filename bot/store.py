@@ -448,6 +448,13 @@ class Store:
         with self._locked() as db:
             db.execute("UPDATE outbox SET target = ? WHERE id = ?", (target, row_id))
 
+    def record_outgoing(self, attempted: Iterable[int], delivered: Iterable[int]) -> None:
+        """In one commit: rows about to go out (`mark_attempted`), rows done (deleted)."""
+        with self._locked() as db, _transaction(db):
+            db.executemany("UPDATE outbox SET attempted = 1 WHERE id = ?",
+                           [(row_id,) for row_id in attempted])
+            db.executemany("DELETE FROM outbox WHERE id = ?", [(row_id,) for row_id in delivered])
+
     def delete_outgoing(self, row_ids: Iterable[int]) -> None:
         with self._locked() as db, _transaction(db):
             db.executemany("DELETE FROM outbox WHERE id = ?", [(row_id,) for row_id in row_ids])

@@ -174,7 +174,7 @@ class TelegramOptions:
     # plenty (they do not wait on the network any more).
     concurrent_updates: int = 4
     # The outbox's requests in flight, plus spinner and inline answers, plus set-up calls.
-    connection_pool_size: int = 16
+    connection_pool_size: int = 8
     # Updates taken in but not yet handled; a chat waiting on its lock holds one, so this is
     # also how many messages one chat could queue before it delays others.
     max_pending_updates: int = 128

@@ -40,7 +40,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -55,6 +55,8 @@ from bot.telegram_net import Backoff, Outcome, describe, outcome_of
 log = logging.getLogger(__name__)
 
 
+# Delivered rows deleted in one go while the sender is busy (it deletes them all when idle).
+FINISHED_PER_COMMIT = 64
 # The Bot API methods the outbox calls (and repeats itself).
 OUTBOX_METHODS = frozenset({"sendMessage", "editMessageText"})
 # Outcomes after which the same row goes again.
@@ -85,7 +87,9 @@ class Transport(Protocol):
 
 @dataclass(frozen=True)
 class OutboxOptions:
-    max_in_flight: int = 8  # requests at once; 8 carry 30 a second at up to ~250 ms a call
+    # Requests at once: 4 carry 30 a second at up to ~130 ms a call (Telegram answers in
+    # 50-150 ms); more only cost CPU in httpx's connection pool (bench/bench_telegram.py).
+    max_in_flight: int = 4
     retry: Backoff = field(
         default_factory=lambda: Backoff(attempts=None, first_delay=0.5, max_delay=30.0)
     )
@@ -180,6 +184,7 @@ class Outbox:
         self._waiting: list[tuple[float, int]] = []  # (monotonic time, chat): may go then
         self._not_before: dict[int, float] = {}  # chat: backing off after a failure
         self._in_flight: set[int] = set()
+        self._finished: list[int] = []  # done; deleted from the table with the next commit
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -262,6 +267,7 @@ class Outbox:
             task.cancel()
         # Cancelled on purpose: gathered quietly, no "Task exception was never retrieved".
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._commit_progress(tidy=True)
 
     def wake(self) -> None:
         self._wake.set()
@@ -271,17 +277,46 @@ class Outbox:
             self._wake.clear()
             self._promote_due()
             timeout: float | None = self._next_due()
-            if self._ready and len(self._in_flight) < self.options.max_in_flight:
+            going: list[Pending] = []
+            while self._ready and len(self._in_flight) < self.options.max_in_flight:
                 wait = self.limiter.overall_wait()
-                if wait <= 0:
-                    chat_id = self._pop_ready()
-                    if chat_id is not None:
-                        self._dispatch(chat_id)
-                    continue
-                timeout = wait if timeout is None else min(timeout, wait)
+                if wait > 0:
+                    timeout = wait if timeout is None else min(timeout, wait)
+                    break
+                chat_id = self._pop_ready()
+                if chat_id is not None:
+                    going.append(self._take(chat_id))
+            # One commit before anything goes out: these sends are on their way, and what
+            # was delivered since the last commit is done.
+            self._commit_progress(going)
+            for pending in going:
+                task = asyncio.get_running_loop().create_task(self._deliver(pending))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if going:
+                continue
+            self._commit_progress(tidy=True)  # nothing goes out now: time to tidy the table
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
+
+    def _commit_progress(self, going: Sequence[Pending] = (), tidy: bool = False) -> None:
+        """Commit that `going` is on its way; and, when tidying or enough piled up, delete
+        what is done (one delete of many costs little more than one of one)."""
+        sending = [p.row_id for p in going if p.target is None and not p.attempted]
+        tidy = tidy or len(self._finished) >= FINISHED_PER_COMMIT
+        if not (sending or (tidy and self._finished)):
+            return
+        finished, self._finished = (self._finished, []) if tidy else ([], self._finished)
+        try:
+            self.store.record_outgoing(attempted=sending, delivered=finished)
+        except StoreError as error:
+            log.error("outbox: %s", error)
+            self._finished = finished + self._finished
+            return
+        for pending in going:
+            if pending.target is None:
+                pending.attempted = True
 
     # --- scheduling ------------------------------------------------------------------------
 
@@ -355,13 +390,11 @@ class Outbox:
             return chat_id
         return None
 
-    def _dispatch(self, chat_id: int) -> None:
+    def _take(self, chat_id: int) -> Pending:
         pending = self._queues[chat_id][0]
         self.limiter.take(chat_id)
         self._in_flight.add(chat_id)
-        task = asyncio.get_running_loop().create_task(self._deliver(pending))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return pending
 
     # --- delivering ------------------------------------------------------------------------
 
@@ -369,7 +402,7 @@ class Outbox:
         error: BaseException | None = None
         try:
             if pending.target is None:
-                if not pending.attempted:
+                if not pending.attempted:  # the commit before it went out failed
                     pending.attempted = True
                     self.store.mark_attempted(pending.row_id)
                 await self.transport.send_text(pending.chat_id, **pending.params)
@@ -456,7 +489,9 @@ class Outbox:
         self._not_before[pending.chat_id] = self.limiter.now() + delay
 
     def _done(self, pending: Pending) -> None:
-        """Delivered, dropped or given up: out of the queue and out of the table."""
+        """Delivered, dropped or given up: out of the queue, and out of the table with the
+        next commit. (Until then a crash leaves it there: a send is marked attempted, so it
+        is not sent again; an edit is, and changes nothing.)"""
         queue = self._queues.get(pending.chat_id)
         if queue and queue[0] is pending:
             queue.popleft()
@@ -464,4 +499,4 @@ class Outbox:
                 del self._queues[pending.chat_id]
         self._by_id.pop(pending.row_id, None)
         self._not_before.pop(pending.chat_id, None)
-        self.store.delete_outgoing((pending.row_id,))
+        self._finished.append(pending.row_id)
