@@ -6,15 +6,22 @@ messages a second overall, about one a second in one chat (short bursts are tole
 (answerCallbackQuery) or an inline query, and getUpdates, are not messages, so nothing here
 delays those: the spinner on a pressed button stops at once however busy the bot is.
 
-Each limit is a token bucket: it holds up to `capacity` tokens, refills at `rate` a second,
-and a message takes one. `FloodLimiter` only answers "how long until chat X may send?" and
-records sends; the outbox (bot/telegram_outbox.py) decides who goes next, so that it can
-put a person's reply ahead of timer notices while they wait.
+The overall and the group limits are counts in a window ("30 in a second", "20 in a
+minute"), so they are kept as sliding windows: never more than that many in any second or
+minute. (A token bucket of 30 would let up to 59 through in some second: a full bucket's
+30, then 29 refilled; measured at the stand-in, bench/bench_telegram_load.py.) The chat
+limit is a token bucket, since Telegram tolerates short bursts there: up to `capacity`
+messages at once, then `rate` a second.
+
+`FloodLimiter` only answers "how long until chat X may send?" and records sends; the outbox
+(bot/telegram_outbox.py) decides who goes next, so that it can put a person's reply ahead of
+timer notices while they wait.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,12 +30,12 @@ from dataclasses import dataclass, field
 class FloodLimits:
     """Rates of 0 mean no limit (the throughput benchmark and sped-up tests use that)."""
 
-    overall_per_second: float = 30.0
+    overall_per_second: int = 30
     chat_per_second: float = 1.0
     # Three at once: the most one reply of the core takes (an answer split in parts, or an
     # answer and the session's reminder) goes out together; then one a second.
     chat_burst: int = 3
-    group_per_minute: float = 20.0
+    group_per_minute: int = 20
 
     @classmethod
     def unlimited(cls) -> FloodLimits:
@@ -66,6 +73,34 @@ class TokenBucket:
         return self.rate <= 0 or self._level(now) >= self.capacity
 
 
+@dataclass
+class SlidingWindow:
+    """At most `limit` events in any `period` seconds (0: no limit)."""
+
+    limit: int
+    period: float
+    times: deque[float] = field(default_factory=deque)
+
+    def _forget(self, now: float) -> None:
+        while self.times and self.times[0] <= now - self.period:
+            self.times.popleft()
+
+    def wait(self, now: float) -> float:
+        if self.limit <= 0:
+            return 0.0
+        self._forget(now)
+        return 0.0 if len(self.times) < self.limit else self.times[0] + self.period - now
+
+    def take(self, now: float) -> None:
+        if self.limit > 0:
+            self._forget(now)
+            self.times.append(now)
+
+    def is_empty(self, now: float) -> bool:
+        self._forget(now)
+        return not self.times
+
+
 def is_group(chat_id: int) -> bool:
     """Groups, supergroups and channels have negative ids; private chats positive ones."""
     return chat_id < 0
@@ -77,12 +112,9 @@ class FloodLimiter:
     now: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
-        limits = self.limits
-        self.overall = TokenBucket.full(
-            limits.overall_per_second, limits.overall_per_second, self.now()
-        )
+        self.overall = SlidingWindow(round(self.limits.overall_per_second), 1.0)
         self._chats: dict[int, TokenBucket] = {}
-        self._groups: dict[int, TokenBucket] = {}
+        self._groups: dict[int, SlidingWindow] = {}
         self._held: dict[int, float] = {}  # chat: until when Telegram told us to wait (429)
 
     def overall_wait(self) -> float:
@@ -115,9 +147,8 @@ class FloodLimiter:
         if limits.group_per_minute > 0 and is_group(chat_id):
             group = self._groups.get(chat_id)
             if group is None:
-                group = self._groups[chat_id] = TokenBucket.full(
-                    limits.group_per_minute / 60.0, limits.group_per_minute, now
-                )
+                group = self._groups[chat_id] = SlidingWindow(round(limits.group_per_minute),
+                                                              60.0)
             group.take(now)
 
     def hold(self, chat_id: int, seconds: float) -> None:
@@ -130,6 +161,6 @@ class FloodLimiter:
         now = self.now()
         before = len(self._chats) + len(self._groups) + len(self._held)
         self._chats = {c: b for c, b in self._chats.items() if not b.is_full(now)}
-        self._groups = {c: b for c, b in self._groups.items() if not b.is_full(now)}
+        self._groups = {c: w for c, w in self._groups.items() if not w.is_empty(now)}
         self._held = {c: until for c, until in self._held.items() if until > now}
         return before - len(self._chats) - len(self._groups) - len(self._held)
