@@ -43,7 +43,7 @@ How it copes when Telegram or the network fails
 - Restart. The outbox goes first. Then every saved session comes back (`restore_chat`) a
   few hundred at a time in a background task, so polling starts at once: a chat whose person
   writes before its turn is restored right then, ahead of the reply. Overdue timers' notices
-  go through the outbox at the flood limit, after people's replies.
+  go through the outbox at the flood limit, after people's replies and timers ending now.
 - Groups. A session belongs to whoever started it (`session_owners` in the store): another
   member's press on it gets a short alert and changes nothing, and their typed session
   commands get a short note.
@@ -187,7 +187,9 @@ class TelegramOptions:
     flood: FloodLimits = field(default_factory=FloodLimits)
     outbox: OutboxOptions = field(default_factory=OutboxOptions)
     answer_timeout: float = 5.0  # a spinner answer later than this is no use to anyone
-    restore_chunk: int = 200  # sessions restored between two looks at new updates
+    # Sessions restored between two looks at new updates: 50 take ~8 ms, so a newcomer
+    # waits for a few chunks at most (bench/bench_telegram_restart.py).
+    restore_chunk: int = 50
     prune_every_seconds: float = 600.0
     monotonic: Callable[[], float] = time.monotonic  # the flood limits' clock
 
@@ -542,7 +544,7 @@ class TelegramFrontEnd:
                 self.unrestored.discard(chat_id)
                 try:
                     self.stage(batch, chat_id, self.conversation.restore_chat(chat_id),
-                               Priority.TIMER, orders)
+                               Priority.RESTORED, orders)
                 except BaseException:
                     self.unrestored.add(chat_id)  # rolled back: restore it again later
                     raise
@@ -554,11 +556,11 @@ class TelegramFrontEnd:
         return True
 
     def act_on_many(self, chat_ids: Iterable[int], call: Callable[[int], Response]) -> None:
-        """`call` for each chat, all in one transaction (the restore's chunks); timer work."""
+        """`call` for each chat, all in one transaction: the restore's chunks."""
         orders: list[tuple[int, TimerOrder]] = []
         with self.outbox.transaction() as batch:
             for chat_id in chat_ids:
-                self.stage(batch, chat_id, call(chat_id), Priority.TIMER, orders)
+                self.stage(batch, chat_id, call(chat_id), Priority.RESTORED, orders)
         self.apply_timers(orders)
 
     def stage(
@@ -571,7 +573,7 @@ class TelegramFrontEnd:
         edit: int | None = None,
     ) -> None:
         """Add `response`'s messages to the outbox batch (the first may replace `edit`)."""
-        from_timer = priority is Priority.TIMER
+        from_timer = priority >= Priority.TIMER
         if response.timer is not None:
             orders.append((chat_id, response.timer))
         if not response.replies:

@@ -10,7 +10,7 @@ The sender delivers each chat's messages one at a time, in order, and chats side
 - Flood limits (bot/telegram_flood.py) decide when a chat may have its next message; when
   the overall limit makes messages wait, the chat whose queue holds the most urgent message
   goes first: messages left over from before a restart, then replies to what a person just
-  did, then timer notices.
+  did, then timer notices, then a restart's catch-up on timers that ended while it was down.
 - Failures are sorted by bot/telegram_net.py's `outcome_of`. What cannot have been delivered
   (connection refused, 5xx) is repeated with capped exponential backoff until Telegram takes
   it; a 429 waits as long as Telegram asks; an edit whose message is gone becomes a new
@@ -68,7 +68,10 @@ class Priority(IntEnum):
 
     HELD_OVER = 0  # left in the outbox by the previous run: waiting the longest
     INTERACTIVE = 1  # the reply to what a person just did: they are looking at the phone
-    TIMER = 2  # a timer's notice: nobody pressed anything for it
+    TIMER = 2  # a timer's notice: nobody pressed anything for it, but it is news now
+    # A restart's catch-up ("the time was up while I was offline"): about the past, so a
+    # timer ending now goes first (bench/bench_telegram_restart.py).
+    RESTORED = 3
 
 
 class Transport(Protocol):
