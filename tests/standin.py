@@ -282,8 +282,10 @@ class StandIn:
     webhook: dict[str, Any] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     blocked: set[int] = field(default_factory=set)  # chats whose person blocked the bot
-    # Keep at most this many outputs (the benchmarks send hundreds of thousands); None: all.
+    # Keep at most about this many outputs and calls (benchmarks make hundreds of thousands).
     keep_outputs: int | None = None
+    # Told of every call and every output the moment it happens (the benchmarks time them).
+    observers: list[Callable[[Call | Output], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._server: asyncio.Server | None = None
@@ -528,30 +530,30 @@ class StandIn:
             raise _Drop
         if fault is not None and fault.kind == "retry_after":
             seconds = max(1, round(fault.seconds))
-            self.calls.append(Call(method, params, "429"))
+            self._log(Call(method, params, "429"))
             return 429, {
                 "ok": False, "error_code": 429,
                 "description": f"Too Many Requests: retry after {seconds}",
                 "parameters": {"retry_after": seconds},
             }
         if fault is not None and fault.kind == "bad_gateway":
-            self.calls.append(Call(method, params, "502"))
+            self._log(Call(method, params, "502"))
             return 502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}
         if fault is not None and fault.kind == "internal_error":
-            self.calls.append(Call(method, params, "500"))
+            self._log(Call(method, params, "500"))
             return 500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}
         if fault is not None and fault.kind in ("gateway_page", "outage"):
-            self.calls.append(Call(method, params, "502 page"))
+            self._log(Call(method, params, "502 page"))
             self._notify()
             return 502, GATEWAY_PAGE
         if method in MESSAGE_METHODS and params.get("chat_id") in self.blocked:
-            self.calls.append(Call(method, params, BLOCKED))
+            self._log(Call(method, params, BLOCKED))
             self._notify()
             return 403, {"ok": False, "error_code": 403, "description": BLOCKED}
         try:
             result = await self._call(method.lower(), params)
         except ApiError as error:
-            self.calls.append(Call(method, params, error.description))
+            self._log(Call(method, params, error.description))
             self._notify()
             payload: dict[str, Any] = {
                 "ok": False, "error_code": error.code, "description": error.description,
@@ -559,7 +561,7 @@ class StandIn:
             if error.parameters:
                 payload["parameters"] = error.parameters
             return error.code, payload
-        self.calls.append(Call(method, params))
+        self._log(Call(method, params))
         self._notify()
         if fault is not None and fault.kind == "late":
             # Done, but the answer comes too late: the client times out not knowing it worked.
@@ -688,7 +690,16 @@ class StandIn:
             return again
         return self.updates[:limit]
 
+    def _log(self, call: Call) -> None:
+        self.calls.append(call)
+        if self.keep_outputs is not None and len(self.calls) > 2 * self.keep_outputs:
+            del self.calls[: -self.keep_outputs]
+        for observe in self.observers:
+            observe(call)
+
     def _record(self, output: Output) -> Output:
+        for observe in self.observers:
+            observe(output)
         self.outputs.append(output)
         self.messages[(output.chat_id, output.message_id)] = output
         if self.keep_outputs is not None and len(self.outputs) > 2 * self.keep_outputs:
