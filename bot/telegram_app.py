@@ -149,6 +149,10 @@ ATTACHMENT_KINDS = (
     "venue", "location", "contact", "poll", "dice", "game", "story",
 )  # fmt: skip
 EXIT_FAILURE = 1
+# sysexits.h's EX_CONFIG: what will not heal by itself (a bad token, a wrong base URL, bad
+# settings, a broken knowledge base or store). A supervisor should not restart on it
+# (deploy/massage-bot.service: RestartPreventExitStatus).
+EXIT_CONFIG = 78
 # Groups: what another member gets for pressing (an alert: at most 200 characters) or typing
 # a command for someone else's session.
 NOT_YOUR_SESSION = (
@@ -203,7 +207,15 @@ class HandlerFailed(Exception):
 
 
 class StartupFailed(Exception):
-    """The bot could not start; the message is one line for the operator, without secrets."""
+    """The bot could not start; the message is one line for the operator, without secrets.
+
+    `heals`: trying again later may work (the API was unreachable); otherwise a setting is
+    wrong and only the operator can fix it.
+    """
+
+    def __init__(self, message: str, heals: bool = False) -> None:
+        super().__init__(message)
+        self.heals = heals
 
 
 @dataclass
@@ -907,7 +919,7 @@ async def with_startup_retries(
             if delay is None:
                 raise StartupFailed(
                     f"cannot reach the Telegram Bot API at {where} to {doing} after "
-                    f"{attempt} attempts: {describe(error)}"
+                    f"{attempt} attempts: {describe(error)}", heals=True,
                 ) from None
             log.warning(
                 "start-up: cannot %s at %s (attempt %d: %s); trying again in %.3g s",
@@ -992,7 +1004,7 @@ async def serve(
         except TelegramError as error:
             # The webhook call failed after working a moment ago; PTB's message has no token.
             mode = "set the webhook" if settings.uses_webhook else "start polling"
-            raise StartupFailed(f"cannot {mode} at {where}: {error}") from None
+            raise StartupFailed(f"cannot {mode} at {where}: {error}", heals=True) from None
         await app.start()
         log.info("bot @%s is running (%s)", app.bot.username,
                  "webhook" if settings.uses_webhook else "long polling")
@@ -1024,9 +1036,9 @@ async def _run(settings: Settings, conversation: Conversation, clock: Clock,
     await serve(app, settings, options, stop)
 
 
-def _fail(message: str, redact: Redactor, err: TextIO) -> int:
+def _fail(message: str, redact: Redactor, err: TextIO, code: int = EXIT_CONFIG) -> int:
     print(f"massage-bot: {redact(message)}", file=err)
-    return EXIT_FAILURE
+    return code
 
 
 def run_bot(
@@ -1057,7 +1069,7 @@ def run_bot(
     try:
         asyncio.run(_run(settings, conversation, clock, options or TelegramOptions()))
     except StartupFailed as error:
-        return _fail(str(error), redact, err)
+        return _fail(str(error), redact, err, EXIT_FAILURE if error.heals else EXIT_CONFIG)
     except KeyboardInterrupt:
         pass
     finally:

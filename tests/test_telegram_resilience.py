@@ -30,7 +30,7 @@ from bot.conversation import SOMETHING_WENT_WRONG
 from bot.knowledge import KnowledgeBase
 from bot.logging_setup import REDACTED, configure_logging
 from bot.replies import Response
-from bot.telegram_app import PendingLimitQueue, run_bot
+from bot.telegram_app import EXIT_CONFIG, EXIT_FAILURE, PendingLimitQueue, run_bot
 from bot.telegram_net import Backoff, ReplyBot, ResilientRequest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -383,7 +383,7 @@ async def test_a_rejected_token_ends_with_one_line(api: StandIn, tmp_path: Path)
     code, err = await run_bot_process(bot_env(
         TELEGRAM_BOT_TOKEN=OTHER_TOKEN, TELEGRAM_BASE_URL=api.base_url, DATA_DIR=str(tmp_path)
     ))
-    assert code != 0
+    assert code == EXIT_CONFIG  # a supervisor must not restart it: it will not heal
     assert err.count("\n") == 1, err
     assert "rejected the bot token" in err
     assert OTHER_TOKEN.split(":")[1] not in err and "Traceback" not in err
@@ -397,7 +397,7 @@ async def test_a_wrong_base_url_ends_at_once_with_one_line(
     code, err = await run_bot_process(bot_env(
         TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_BASE_URL=base_url, DATA_DIR=str(tmp_path)
     ))
-    assert code != 0
+    assert code == EXIT_CONFIG
     assert err.count("\n") == 1, err
     assert "404 Not Found: check TELEGRAM_BASE_URL" in err
     assert SECRET_PART not in err and "Traceback" not in err
@@ -411,7 +411,7 @@ def test_an_unreachable_api_ends_with_one_line_after_retries(
     settings = bot_settings(StandIn(port=free_port()), tmp_path, LOG_LEVEL="INFO")
     code = run_bot(settings, options=fast_options())  # 3 attempts; production never stops
     err = capfd.readouterr().err
-    assert code != 0
+    assert code == EXIT_FAILURE  # may heal: a supervisor may try again
     *retries, last = err.rstrip("\n").split("\n")
     assert len(retries) == 2 and all(" WARNING " in line for line in retries), err
     assert "start-up: cannot start at 127.0.0.1" in retries[0]
