@@ -9,9 +9,11 @@ delays those: the spinner on a pressed button stops at once however busy the bot
 The overall and the group limits are counts in a window ("30 in a second", "20 in a
 minute"), so they are kept as sliding windows: never more than that many in any second or
 minute. (A token bucket of 30 would let up to 59 through in some second: a full bucket's
-30, then 29 refilled; measured at the stand-in, bench/bench_telegram_load.py.) The chat
-limit is a token bucket, since Telegram tolerates short bursts there: up to `capacity`
-messages at once, then `rate` a second.
+30, then 29 refilled; measured at the stand-in, bench/bench_telegram_load.py.) A message
+counts for JITTER_SECONDS longer than the window: requests overtake each other on the way,
+and counted only for the second itself, 30 that left in one second arrived as up to 33 in
+one (same benchmark). The chat limit is a token bucket, since Telegram tolerates short
+bursts there: up to `capacity` messages at once, then `rate` a second.
 
 `FloodLimiter` only answers "how long until chat X may send?" and records sends; the outbox
 (bot/telegram_outbox.py) decides who goes next, so that it can put a person's reply ahead of
@@ -24,6 +26,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+# How much longer a sent message counts against a window than the window itself.
+JITTER_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,7 @@ class FloodLimiter:
     now: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
-        self.overall = SlidingWindow(round(self.limits.overall_per_second), 1.0)
+        self.overall = SlidingWindow(round(self.limits.overall_per_second), 1.0 + JITTER_SECONDS)
         self._chats: dict[int, TokenBucket] = {}
         self._groups: dict[int, SlidingWindow] = {}
         self._held: dict[int, float] = {}  # chat: until when Telegram told us to wait (429)
@@ -147,8 +152,9 @@ class FloodLimiter:
         if limits.group_per_minute > 0 and is_group(chat_id):
             group = self._groups.get(chat_id)
             if group is None:
-                group = self._groups[chat_id] = SlidingWindow(round(limits.group_per_minute),
-                                                              60.0)
+                group = self._groups[chat_id] = SlidingWindow(
+                    round(limits.group_per_minute), 60.0 + JITTER_SECONDS
+                )
             group.take(now)
 
     def hold(self, chat_id: int, seconds: float) -> None:

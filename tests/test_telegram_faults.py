@@ -24,7 +24,7 @@ from bot.clock import ScaledClock, SystemClock
 from bot.conversation import SOMETHING_WENT_WRONG
 from bot.knowledge import KnowledgeBase
 from bot.telegram_app import front_end_of
-from bot.telegram_flood import FloodLimits
+from bot.telegram_flood import JITTER_SECONDS, FloodLimits
 from bot.telegram_net import Backoff
 
 SPEED = 3000.0  # a 3-minute step lasts 0.06 s
@@ -250,7 +250,7 @@ class StillClock:
 async def one_more_second(api: StandIn, clock: StillClock, running: BotFixture) -> None:
     """Let the flood limit allow one more message, and wait until it is out."""
     seen = len(api.outputs)
-    clock.now += 1.0
+    clock.now += 1.0 + JITTER_SECONDS
     front_end_of(running.app).outbox.wake()
     await api.wait_for(lambda: len(api.outputs) > seen, what="the next message")
 
