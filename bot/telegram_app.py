@@ -111,7 +111,7 @@ from bot.conversation import (
 )
 from bot.knowledge import KnowledgeError
 from bot.logging_setup import Redactor, configure_logging, install_redaction
-from bot.replies import ArmTimer, CancelTimer, Reply, Response, TimerOrder
+from bot.replies import ArmTimer, CancelTimer, Reply, Response, TimerOrder, reply
 from bot.session import ACTION_PREFIX, parse_action
 from bot.session import parse_command as parse_session_command
 from bot.settings import Settings, SettingsError
@@ -671,7 +671,7 @@ class TelegramFrontEnd:
         if message.chat.type != ChatType.PRIVATE and not (known or addressed):
             return  # an unknown /command in a group is probably for another bot
         chat_id = message.chat.id
-        if command == "stop" and self.not_theirs(message):
+        if command == "stop" and self.not_theirs(update, message):
             return
         if command == "start":
             call = lambda: self.conversation.handle_start(chat_id, args)  # noqa: E731
@@ -688,12 +688,12 @@ class TelegramFrontEnd:
         if text is None:
             return
         chat_id = message.chat.id
-        if parse_session_command(text) is not None and self.not_theirs(message):
+        if parse_session_command(text) is not None and self.not_theirs(update, message):
             return
         self.act(chat_id, lambda: self.conversation.handle_text(chat_id, text), update=update,
                  user=message.from_user, chat=message.chat)
 
-    def not_theirs(self, message: Message) -> bool:
+    def not_theirs(self, update: Update, message: Message) -> bool:
         """In a group, a session command from someone whose session it is not: tell them so,
         change nothing (True)."""
         if message.chat.type == ChatType.PRIVATE:
@@ -702,7 +702,8 @@ class TelegramFrontEnd:
                                  self.running_run_id(message.chat.id))
         if owner is None:
             return False
-        self.say(message.chat.id, NOT_YOUR_SESSION.format(name=owner.name))
+        note = NOT_YOUR_SESSION.format(name=owner.name)
+        self.act(message.chat.id, lambda: reply(note), update=update)
         return True
 
     async def on_other(self, update: Update, context: Context) -> None:
