@@ -367,12 +367,12 @@ def has_session_buttons(item: Reply) -> bool:
     )
 
 
-def supersedes(response: Response, from_timer: bool) -> bool:
+def supersedes(response: Response) -> bool:
     """Whether `response` makes a chat's waiting session screens pointless: it shows a newer
     screen, or the session is over. A timer's bare notice ("1 minute left") does not."""
     return isinstance(response.timer, CancelTimer) or any(
         has_session_buttons(item) for item in response.replies
-    ) or (from_timer and not response.replies)
+    )
 
 
 @dataclass
@@ -590,7 +590,7 @@ class TelegramFrontEnd:
             orders.append((chat_id, response.timer))
         if not response.replies:
             return
-        if supersedes(response, from_timer):
+        if supersedes(response):
             batch.supersede(chat_id)
         for item in response.replies:
             messages = render_reply(item)
