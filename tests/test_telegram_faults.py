@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,9 +24,12 @@ from standin import (
 from bot.clock import ScaledClock, SystemClock
 from bot.conversation import SOMETHING_WENT_WRONG
 from bot.knowledge import KnowledgeBase
-from bot.telegram_app import front_end_of
+from bot.session import Phase, SessionState, TimerPhase
+from bot.store import Store
+from bot.telegram_app import TelegramFrontEnd, front_end_of
 from bot.telegram_flood import JITTER_SECONDS, FloodLimits
 from bot.telegram_net import Backoff
+from bot.telegram_outbox import OutboxOptions
 
 SPEED = 3000.0  # a 3-minute step lasts 0.06 s
 SESSION = "quick-back"
@@ -298,8 +302,6 @@ async def test_4_under_the_flood_limit_spinners_stop_at_once_and_no_reply_is_los
 def timed_session(knowledge: KnowledgeBase, run_id: str, started: float,
                   hands_free: bool = True) -> dict[str, object]:
     """A saved session on the quick massage's first timed step, its timer running."""
-    from bot.session import Phase, SessionState, TimerPhase
-
     steps = knowledge.sessions[SESSION].steps
     index = next(i for i, step in enumerate(steps) if step.seconds)
     return SessionState(
@@ -313,8 +315,6 @@ def timed_session(knowledge: KnowledgeBase, run_id: str, started: float,
 async def test_5_a_restart_with_thousands_of_sessions_answers_a_newcomer_and_restores_all(
     api: StandIn, tmp_path: Path, knowledge: KnowledgeBase, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bot.store import Store
-
     caplog.set_level(logging.INFO)
     settings = bot_settings(api, tmp_path)
     clock = SystemClock()
@@ -349,8 +349,8 @@ async def test_5_a_restart_with_thousands_of_sessions_answers_a_newcomer_and_res
     assert noise == []  # 2,000 pending timers cancelled quietly at shutdown
 
 
-def bot_has_timer(front: object, chat_id: int) -> bool:
-    return chat_id in front.timers  # type: ignore[attr-defined]
+def bot_has_timer(front: TelegramFrontEnd, chat_id: int) -> bool:
+    return chat_id in front.timers
 
 
 async def test_5_what_was_waiting_before_a_restart_is_delivered_first(
@@ -358,7 +358,7 @@ async def test_5_what_was_waiting_before_a_restart_is_delivered_first(
 ) -> None:
     settings = bot_settings(api, tmp_path)
     ann = User(api, user_id=1001)
-    options = fast_options(outbox=fast_options().outbox.__class__(stop_drain_seconds=0.0))
+    options = fast_options(outbox=OutboxOptions(stop_drain_seconds=0.0))
     first = await start_bot(api, settings, knowledge, SystemClock(), options)
     outage = api.outage("sendMessage", chat_id=ann.chat_id)
     api.push(ann.text_update("how do I do petrissage?"))
@@ -459,14 +459,10 @@ async def test_8_in_a_group_only_the_one_who_started_a_session_can_steer_it(
 async def test_the_store_is_pruned_on_a_schedule(
     api: StandIn, tmp_path: Path, knowledge: KnowledgeBase
 ) -> None:
-    from bot.store import Store
-
     settings = bot_settings(api, tmp_path)
     with Store.open(settings.database_path) as store:
         store.mark_update_seen(10**9)
     db_path = settings.database_path
-    import sqlite3
-
     old = sqlite3.connect(db_path)
     old.execute("UPDATE seen_updates SET seen_at = 0")  # seen long ago
     old.commit()
