@@ -115,7 +115,7 @@ from bot.replies import ArmTimer, CancelTimer, Reply, Response, TimerOrder, repl
 from bot.session import ACTION_PREFIX, parse_action
 from bot.session import parse_command as parse_session_command
 from bot.settings import Settings, SettingsError
-from bot.store import SessionOwner, StoreError
+from bot.store import SessionOwner, Store, StoreError
 from bot.telegram_flood import FloodLimiter, FloodLimits
 from bot.telegram_net import (
     Backoff,
@@ -435,7 +435,7 @@ class TelegramFrontEnd:
         )
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         return self.conversation.store
 
     # --- wiring ----------------------------------------------------------------------------
