@@ -110,7 +110,8 @@ def run_echo(base_url: str) -> int:
 
 def run_ours(base_url: str, data_dir: str) -> int:
     from bot.settings import load_settings
-    from bot.telegram_app import RateLimits, TelegramOptions, run_bot
+    from bot.telegram_app import TelegramOptions, run_bot
+    from bot.telegram_flood import FloodLimits
 
     settings = load_settings(
         {
@@ -122,8 +123,7 @@ def run_ours(base_url: str, data_dir: str) -> int:
         },
         dotenv=None,
     )
-    unlimited = RateLimits(overall_per_second=0, group_per_minute=0)
-    code = run_bot(settings, options=TelegramOptions(rate_limits=unlimited))
+    code = run_bot(settings, options=TelegramOptions(flood=FloodLimits.unlimited()))
     report_peak_memory()
     return code
 

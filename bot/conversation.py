@@ -287,6 +287,14 @@ class Conversation:
             restored.append((chat_id, self._session_act(chat_id, state, outcome)))
         return restored
 
+    def restore_chat(self, chat_id: int) -> Response:
+        """`restore` for one chat, for a front end that brings thousands back a few at a time
+        (and a chat first, the moment its person writes)."""
+        state = self._load_state(chat_id)
+        if state is None:
+            return Response()
+        return self._session_act(chat_id, state, self.engine.restore(state))
+
     def inline_answers(self, query: str, limit: int = 5) -> list[Topic]:
         return [
             self.knowledge.topics[candidate.topic]

@@ -1,9 +1,16 @@
-"""Durable state in one SQLite file: active sessions, checklist ticks, preferences, seen updates.
+"""Durable state in one SQLite file: active sessions, checklist ticks, preferences, seen updates,
+and the front end's outbox of messages still to deliver.
 
 Every write commits before its method returns (autocommit, WAL), so a `kill -9` right after
 a call loses nothing: in WAL mode a committed transaction survives the process dying, and
 synchronous=NORMAL only risks the last commits on a power cut or kernel crash, for a commit
 several times cheaper than FULL (the dedupe write happens on every Telegram update).
+Inside `Store.transaction()` the writes of several calls commit together instead: the Telegram
+front end records an update as seen, the session's new state and the messages that show it
+in one commit, so a crash keeps all three or none.
+
+Nothing grows without bound: `prune()` (run on a schedule by the front end) drops seen update
+ids, sessions and undelivered messages older than their keep times.
 
 The schema version lives in `PRAGMA user_version`; `MIGRATIONS` are applied in order on
 open, and a file from a newer program is refused rather than damaged. Every failure is a
@@ -18,8 +25,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,9 @@ SEEN_UPDATES_KEEP_SECONDS = 2 * 24 * 3600.0
 # A guided session nobody has moved on for this long is over: a message, a button press or a
 # restart the next day starts afresh instead of reopening yesterday's massage at step 5.
 SESSION_KEEP_SECONDS = 12 * 3600.0
+# A message still undelivered after this long is dropped: it is about a session that is over
+# by now, or an answer nobody is waiting for any more.
+OUTBOX_KEEP_SECONDS = SESSION_KEEP_SECONDS
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Migration N (1-based) takes the schema from version N-1 to N. Append; never edit one that
@@ -58,12 +69,67 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX seen_updates_by_time ON seen_updates (seen_at)",
     ),
+    (
+        # Messages a front end has decided to show and not yet delivered, oldest first. The
+        # body is the front end's own (opaque here); `target` is the message it replaces.
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            chat_id INTEGER NOT NULL,
+            target INTEGER,
+            body TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            supersedable INTEGER NOT NULL,
+            attempted INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX outbox_by_chat ON outbox (chat_id, id)",
+        "CREATE INDEX outbox_by_time ON outbox (created_at)",
+        # Who started a chat's session run, where several people share the chat (groups).
+        """CREATE TABLE session_owners (
+            chat_id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            user_id INTEGER NOT NULL,
+            name TEXT NOT NULL
+        )""",
+        "CREATE INDEX active_sessions_by_time ON active_sessions (updated_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class StoreError(Exception):
     """The database can't be used; the message is one line naming the file and the reason."""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One message waiting in the outbox."""
+
+    row_id: int
+    chat_id: int
+    target: int | None  # the message this one replaces, or None for a new message
+    body: str
+    priority: int
+    supersedable: bool
+    attempted: bool  # handed to the network once: it may have been delivered
+    created_at: float
+
+
+@dataclass(frozen=True)
+class SessionOwner:
+    run_id: str
+    user_id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """How many rows `Store.prune` dropped, per kind."""
+
+    seen_updates: int = 0
+    sessions: int = 0
+    outbox: int = 0
+    owners: int = 0
 
 
 def _reason(error: sqlite3.Error, busy_timeout: float) -> str:
@@ -98,6 +164,7 @@ class Store:
         now: Callable[[], float],
         seen_keep_seconds: float,
         session_keep_seconds: float,
+        outbox_keep_seconds: float = OUTBOX_KEEP_SECONDS,
     ) -> None:
         # Use Store.open: it checks the file, sets the pragmas and migrates.
         self._connection: sqlite3.Connection | None = connection
@@ -106,7 +173,9 @@ class Store:
         self._now = now
         self._seen_keep_seconds = seen_keep_seconds
         self._session_keep_seconds = session_keep_seconds
-        self._lock = threading.Lock()
+        self._outbox_keep_seconds = outbox_keep_seconds
+        # Re-entrant: the methods called inside transaction() take it again.
+        self._lock = threading.RLock()
 
     @classmethod
     def open(
@@ -117,6 +186,7 @@ class Store:
         now: Callable[[], float] = time.time,
         seen_keep_seconds: float = SEEN_UPDATES_KEEP_SECONDS,
         session_keep_seconds: float = SESSION_KEEP_SECONDS,
+        outbox_keep_seconds: float = OUTBOX_KEEP_SECONDS,
     ) -> Store:
         """Open (creating the file and its directory if needed) and bring the schema up to date."""
         path = Path(path)
@@ -137,7 +207,10 @@ class Store:
             )
         except sqlite3.Error as error:
             raise StoreError(f"database {path}: {_reason(error, busy_timeout)}") from error
-        store = cls(connection, path, busy_timeout, now, seen_keep_seconds, session_keep_seconds)
+        store = cls(
+            connection, path, busy_timeout, now, seen_keep_seconds, session_keep_seconds,
+            outbox_keep_seconds,
+        )
         try:
             with store._locked() as db:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -161,6 +234,15 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every write made inside commits together when the block ends, or none on an error.
+
+        Other threads wait until it is over; calls inside join it rather than commit alone.
+        """
+        with self._locked() as db, _transaction(db):
+            yield
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -202,6 +284,41 @@ class Store:
             ).fetchall()
         sessions = [(chat_id, _decode(text)) for chat_id, text in rows]
         return [(chat_id, state) for chat_id, state in sessions if state is not None]
+
+    def session_chat_ids(self) -> list[int]:
+        """The chats with a saved session, without reading the sessions (a restart with
+        thousands brings them back a few at a time); expired ones are deleted first."""
+        with self._locked() as db:
+            db.execute(
+                "DELETE FROM active_sessions WHERE updated_at < ?",
+                (self._now() - self._session_keep_seconds,),
+            )
+            rows = db.execute("SELECT chat_id FROM active_sessions ORDER BY chat_id").fetchall()
+        return [chat_id for (chat_id,) in rows]
+
+    def set_session_owner(self, chat_id: int, run_id: str, user_id: int, name: str) -> None:
+        with self._locked() as db:
+            db.execute(
+                "INSERT INTO session_owners (chat_id, run_id, user_id, name) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (chat_id) DO UPDATE SET run_id = excluded.run_id, "
+                "user_id = excluded.user_id, name = excluded.name",
+                (chat_id, run_id, user_id, name),
+            )
+
+    def session_owner(self, chat_id: int) -> SessionOwner | None:
+        """Who started the chat's latest session run, as recorded by set_session_owner."""
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT run_id, user_id, name FROM session_owners WHERE chat_id = ?", (chat_id,)
+            ).fetchone()
+        return None if row is None else SessionOwner(row[0], row[1], row[2])
+
+    def forget_chat(self, chat_id: int) -> None:
+        """Drop the chat's session, its owner and its undelivered messages (the chat is gone)."""
+        with self._locked() as db, _transaction(db):
+            db.execute("DELETE FROM active_sessions WHERE chat_id = ?", (chat_id,))
+            db.execute("DELETE FROM session_owners WHERE chat_id = ?", (chat_id,))
+            db.execute("DELETE FROM outbox WHERE chat_id = ?", (chat_id,))
 
     # --- checklists -----------------------------------------------------------------------
 
@@ -257,19 +374,113 @@ class Store:
     def mark_update_seen(self, update_id: int) -> bool:
         """True the first time `update_id` is seen, False for a re-delivery of it.
 
-        Rows older than the keep time are pruned in the same transaction: by then Telegram
-        no longer re-delivers them, and the table stays small without a separate job.
+        Ids are kept for the seen keep time (`prune` drops older ones): by then Telegram no
+        longer re-delivers them.
         """
-        now = self._now()
-        with self._locked() as db, _transaction(db):
-            db.execute(
-                "DELETE FROM seen_updates WHERE seen_at < ?", (now - self._seen_keep_seconds,)
-            )
+        with self._locked() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO seen_updates (update_id, seen_at) VALUES (?, ?)",
-                (update_id, now),
+                (update_id, self._now()),
             )
             return cursor.rowcount == 1
+
+    # --- outbox -----------------------------------------------------------------------------
+
+    def add_outgoing(
+        self,
+        chat_id: int,
+        body: str,
+        *,
+        target: int | None = None,
+        priority: int = 0,
+        supersedable: bool = False,
+    ) -> OutboxRow:
+        """Queue a message for `chat_id`; rows come back from `outgoing` in this order."""
+        created_at = self._now()
+        with self._locked() as db:
+            cursor = db.execute(
+                "INSERT INTO outbox (chat_id, target, body, priority, supersedable, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (chat_id, target, body, priority, int(supersedable), created_at),
+            )
+        assert cursor.lastrowid is not None
+        return OutboxRow(
+            cursor.lastrowid, chat_id, target, body, priority, supersedable, False, created_at
+        )
+
+    def supersede_outgoing(self, chat_id: int, before: int | None = None) -> list[int]:
+        """Drop the chat's supersedable rows not yet handed to the network (older than row
+        `before`, when given); the ids dropped."""
+        limit = before if before is not None else -1
+        with self._locked() as db, _transaction(db):
+            ids = [
+                row_id
+                for (row_id,) in db.execute(
+                    "SELECT id FROM outbox WHERE chat_id = ? AND supersedable = 1 "
+                    "AND attempted = 0 AND (? < 0 OR id < ?)",
+                    (chat_id, limit, limit),
+                )
+            ]
+            db.executemany("DELETE FROM outbox WHERE id = ?", [(row_id,) for row_id in ids])
+        return ids
+
+    def outgoing(self) -> list[OutboxRow]:
+        """Every undelivered message, oldest first."""
+        with self._locked() as db:
+            rows = db.execute(
+                "SELECT id, chat_id, target, body, priority, supersedable, attempted, created_at "
+                "FROM outbox ORDER BY id"
+            ).fetchall()
+        return [
+            OutboxRow(row_id, chat_id, target, body, priority, bool(supersedable),
+                      bool(attempted), created_at)
+            for row_id, chat_id, target, body, priority, supersedable, attempted, created_at
+            in rows
+        ]
+
+    def mark_attempted(self, row_id: int, attempted: bool = True) -> None:
+        """The row is about to go out: after a crash nobody can tell whether it arrived.
+        (False: it is known not to have arrived after all.)"""
+        with self._locked() as db:
+            db.execute("UPDATE outbox SET attempted = ? WHERE id = ?", (int(attempted), row_id))
+
+    def retarget_outgoing(self, row_id: int, target: int | None) -> None:
+        with self._locked() as db:
+            db.execute("UPDATE outbox SET target = ? WHERE id = ?", (target, row_id))
+
+    def record_outgoing(self, attempted: Iterable[int], delivered: Iterable[int]) -> None:
+        """In one commit: rows about to go out (`mark_attempted`), rows done (deleted)."""
+        with self._locked() as db, _transaction(db):
+            db.executemany("UPDATE outbox SET attempted = 1 WHERE id = ?",
+                           [(row_id,) for row_id in attempted])
+            db.executemany("DELETE FROM outbox WHERE id = ?", [(row_id,) for row_id in delivered])
+
+    def delete_outgoing(self, row_ids: Iterable[int]) -> None:
+        with self._locked() as db, _transaction(db):
+            db.executemany("DELETE FROM outbox WHERE id = ?", [(row_id,) for row_id in row_ids])
+
+    # --- retention --------------------------------------------------------------------------
+
+    def prune(self) -> Pruned:
+        """Drop what is past its keep time: seen update ids, untouched sessions, undelivered
+        messages, and owners of sessions that are over."""
+        now = self._now()
+        with self._locked() as db, _transaction(db):
+            seen = db.execute(
+                "DELETE FROM seen_updates WHERE seen_at < ?", (now - self._seen_keep_seconds,)
+            ).rowcount
+            sessions = db.execute(
+                "DELETE FROM active_sessions WHERE updated_at < ?",
+                (now - self._session_keep_seconds,),
+            ).rowcount
+            outbox = db.execute(
+                "DELETE FROM outbox WHERE created_at < ?", (now - self._outbox_keep_seconds,)
+            ).rowcount
+            owners = db.execute(
+                "DELETE FROM session_owners WHERE chat_id NOT IN "
+                "(SELECT chat_id FROM active_sessions)"
+            ).rowcount
+        return Pruned(seen_updates=seen, sessions=sessions, outbox=outbox, owners=owners)
 
     # --- internals ------------------------------------------------------------------------
 
@@ -306,12 +517,17 @@ class Store:
 
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; inside Store.transaction() the
+    statements join the transaction already open."""
+    if db.in_transaction:
+        yield
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # sqlite rolls back by itself on some errors (disk full)
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 

@@ -1,41 +1,54 @@
 """The Telegram front end: python-telegram-bot handlers that render what the core says.
 
-Every handler asks `Conversation` (which has already saved its state when it returns) and
-renders the answer: HTML with everything escaped, buttons as versioned callback data, long
-texts split, timers as one job-queue job per chat. Nothing here decides what to say.
+Every handler asks `Conversation` and renders the answer: HTML with everything escaped,
+buttons as versioned callback data, long texts split, one timer per chat on the job queue.
+Nothing here decides what to say. Handlers do not send: they store what to show in the
+outbox (bot/telegram_outbox.py), in the same SQLite transaction as the core's new state and
+the update's dedupe mark, and the outbox's sender delivers it.
 
 How it copes when Telegram or the network fails
 ------------------------------------------------
 
-- Start-up. PTB gives up on the first network fault. `serve` retries `getMe` with exponential
-  backoff (`TelegramOptions.startup_retry`) and then stops with one line on stderr; a token
-  Telegram rejects is not retried (it will not start working), and the line never contains
-  the token (PTB's own InvalidToken message does, so it is not shown).
-- Sending. `ResilientRequest` (bot/telegram_net.py) repeats a request only when it never left
-  this machine (connection refused, connect or pool timeout), a bounded number of times with
-  backoff. A send that timed out after it was written may have been delivered, so it is
-  logged and not repeated: a person seeing "Step 3" twice is worse than a log line. 429s are
-  retried by PTB's AIORateLimiter after the `retry_after` Telegram asks for.
+- Start-up. PTB gives up on the first network fault. `serve` keeps trying `getMe` through
+  network faults and 5xx, with capped exponential backoff (`TelegramOptions.startup_retry`),
+  one WARNING line per retry; what will not heal ends it at once with one line on stderr: a
+  token Telegram rejects (401), a base URL that is not the Bot API (404, or not JSON), a
+  webhook Telegram refuses. No line carries the token or a proxy's HTML page.
+- Sending. Handlers and timers return as soon as their messages are stored; the outbox
+  retries what cannot have been delivered, keeps each chat's order and Telegram's flood
+  limits, puts replies ahead of timer notices, shows only a session's newest screen after an
+  outage and never repeats a send whose delivery is unknown (its docstring has the rules).
+  A 403 (the person blocked the bot, or it left the group) ends the chat's session and timer
+  quietly; the next message from that chat starts afresh.
+- Button presses. The press is handled first; the spinner's answerCallbackQuery goes in a
+  task of its own afterwards, best-effort: if it fails, the press has still done its job.
 - Redelivery. Telegram redelivers updates it thinks were not received (a crash before the
-  offset was confirmed, a webhook answered too late). A TypeHandler in group -1 records each
-  update_id in the store and stops a repeat before any handler sees it. The id is recorded
-  before handling: acting at most once is the safe side when acting means messages.
-- Slow calls. Updates are handled concurrently, so one slow send does not stall every other
-  person; `ChatOrderedProcessor` gives each chat an asyncio.Lock, taken in arrival order
-  before a concurrency slot, so one chat's updates, button presses and timer fires stay in
-  order. Core calls run on the event loop itself: each takes well under a millisecond
-  (a match, one SQLite commit in WAL mode), and handing them to a worker thread cost more
-  CPU per update than it saved (measured with bench/bench_telegram.py).
+  offset was confirmed, a webhook answered too late). Each update id is recorded in the
+  transaction that handles it, so a repeat is stopped, and an update whose handling failed
+  (rolled back) counts as not seen.
+- Order. Updates are handled concurrently; `ChatOrderedProcessor` gives each chat an
+  asyncio.Lock, taken in arrival order, so one chat's updates stay in order. A handler's
+  core call and outbox write run without awaiting, so a timer firing for the same chat can
+  never interleave with them.
 - Backlogs. After an outage Telegram may hold thousands of updates; PTB would turn each
   into a task at once. `PendingLimitQueue` lets at most `max_pending_updates` in at a time,
   so the rest waits at Telegram and memory stays flat.
-- Harmless complaints ("message is not modified", "query is too old") are logged at debug.
-  Anything else reaches the one error handler, which logs the update id, chat and handler
-  (never the token: see bot/logging_setup.py) and tells the person once that something went
-  wrong.
-- Restart. The core persists every session; at start-up `post_init` sends what
-  `Conversation.restore()` returns and re-arms its timers. A button on a message sent before
-  a crash is routed like any other, so Next on the last step message carries on.
+- Errors. Anything unexpected reaches the one error handler, which logs the update id,
+  chat and handler (never the token: see bot/logging_setup.py) and, through the outbox,
+  tells the person once that something went wrong.
+- Timers at scale. `ChatTimers` keeps its own map from chat to job, so arming, cancelling and
+  firing never scan the job queue; a timer's callback never awaits, so stopping the bot
+  cancels pending timers quietly. APScheduler's one-second misfire grace is switched off: a
+  timer that fires late (a busy moment) still fires.
+- Restart. The outbox goes first. Then every saved session comes back (`restore_chat`) a
+  few hundred at a time in a background task, so polling starts at once: a chat whose person
+  writes before its turn is restored right then, ahead of the reply. Overdue timers' notices
+  go through the outbox at the flood limit, after people's replies and timers ending now.
+- Groups. A session belongs to whoever started it (`session_owners` in the store): another
+  member's press on it gets a short alert and changes nothing, and their typed session
+  commands get a short note.
+- Retention. A job prunes the store on a schedule (`Store.prune`): seen update ids, old
+  sessions and undelivered messages past their keep times.
 
 Which presses edit the message they are on: session controls, checklist ticks, settings and
 the browse menu change the screen they belong to, so the first reply replaces that message;
@@ -50,29 +63,31 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from apscheduler.jobstores.base import JobLookupError
 from telegram import (
     BotCommand,
+    CallbackQuery,
+    Chat,
     Message,
     MessageEntity,
     Update,
+    User,
 )
 from telegram.constants import ChatType
 from telegram.error import (
     BadRequest,
-    Forbidden,
     InvalidToken,
     TelegramError,
-    TimedOut,
 )
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     ApplicationHandlerStop,
@@ -80,9 +95,9 @@ from telegram.ext import (
     CallbackContext,
     CallbackQueryHandler,
     InlineQueryHandler,
+    Job,
     JobQueue,
     MessageHandler,
-    TypeHandler,
     filters,
 )
 from telegram.request import HTTPXRequest
@@ -96,16 +111,28 @@ from bot.conversation import (
 )
 from bot.knowledge import KnowledgeError
 from bot.logging_setup import Redactor, configure_logging, install_redaction
-from bot.replies import ArmTimer, CancelTimer, Response, TimerOrder
+from bot.replies import ArmTimer, CancelTimer, Reply, Response, TimerOrder, reply
+from bot.session import ACTION_PREFIX, parse_action
+from bot.session import parse_command as parse_session_command
 from bot.settings import Settings, SettingsError
-from bot.store import StoreError
-from bot.telegram_net import Backoff, ReplyBot, ResilientRequest, is_harmless
-from bot.telegram_render import OutgoingMessage, decode_callback, inline_result, render_reply
+from bot.store import SessionOwner, Store, StoreError
+from bot.telegram_flood import FloodLimiter, FloodLimits
+from bot.telegram_net import (
+    Backoff,
+    NotBotApi,
+    ReplyBot,
+    ResilientRequest,
+    describe,
+    is_harmless,
+)
+from bot.telegram_outbox import OUTBOX_METHODS, Batch, Outbox, OutboxOptions, Priority
+from bot.telegram_render import decode_callback, inline_result, render_reply
 
 log = logging.getLogger(__name__)
 
 # Handlers see the ReplyBot that build_application gives the application.
 Context = CallbackContext[ReplyBot, dict[Any, Any], dict[Any, Any], dict[Any, Any]]
+AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 
 # The one admin command (ADMIN_IDS): load an edited knowledge base without a restart.
 ADMIN_RELOAD = "reload"
@@ -122,19 +149,20 @@ ATTACHMENT_KINDS = (
     "venue", "location", "contact", "poll", "dice", "game", "story",
 )  # fmt: skip
 EXIT_FAILURE = 1
+# sysexits.h's EX_CONFIG: what will not heal by itself (a bad token, a wrong base URL, bad
+# settings, a broken knowledge base or store). A supervisor should not restart on it
+# (deploy/massage-bot.service: RestartPreventExitStatus).
+EXIT_CONFIG = 78
+# Groups: what another member gets for pressing (an alert: at most 200 characters) or typing
+# a command for someone else's session.
+NOT_YOUR_SESSION = (
+    "This session belongs to {name}. To follow one yourself, start your own in a private "
+    "chat with me."
+)
 
 
 def timer_job_name(chat_id: int) -> str:
     return f"timer:{chat_id}"
-
-
-@dataclass(frozen=True)
-class RateLimits:
-    """PTB's AIORateLimiter settings; the defaults are Telegram's published flood limits."""
-
-    overall_per_second: float = 30
-    group_per_minute: float = 20
-    max_retries: int = 3  # 429s waited out and retried before giving up
 
 
 @dataclass(frozen=True)
@@ -146,17 +174,28 @@ class TelegramOptions:
     write_timeout: float = 10.0
     pool_timeout: float = 3.0
     poll_timeout: float = 10.0  # how long one getUpdates long poll waits for news
-    # Four updates at a time keep one slow call from stalling everyone and reach Telegram's
-    # 30 messages a second at ~100 ms a call; more only cost CPU in httpx's connection pool
-    # (measured with bench/bench_telegram.py). Two spare connections for timers.
+    # Handlers only ask the core and write to the store, then return; a few at a time is
+    # plenty (they do not wait on the network any more).
     concurrent_updates: int = 4
-    connection_pool_size: int = 6
+    # The outbox's requests in flight, plus spinner and inline answers, plus set-up calls.
+    connection_pool_size: int = 8
     # Updates taken in but not yet handled; a chat waiting on its lock holds one, so this is
     # also how many messages one chat could queue before it delays others.
     max_pending_updates: int = 128
+    # Repeats inside one request of what was never sent (but the outbox's: it repeats its own).
     send_retry: Backoff = field(default_factory=lambda: Backoff(attempts=3, first_delay=0.5))
-    startup_retry: Backoff = field(default_factory=lambda: Backoff(attempts=5, first_delay=1.0))
-    rate_limits: RateLimits = field(default_factory=RateLimits)
+    # Start-up keeps trying as long as it takes: an outage is waited out, not given up on.
+    startup_retry: Backoff = field(
+        default_factory=lambda: Backoff(attempts=None, first_delay=1.0, max_delay=60.0)
+    )
+    flood: FloodLimits = field(default_factory=FloodLimits)
+    outbox: OutboxOptions = field(default_factory=OutboxOptions)
+    answer_timeout: float = 5.0  # a spinner answer later than this is no use to anyone
+    # Sessions restored between two looks at new updates: 50 take ~8 ms, so a newcomer
+    # waits for a few chunks at most (bench/bench_telegram_restart.py).
+    restore_chunk: int = 50
+    prune_every_seconds: float = 600.0
+    monotonic: Callable[[], float] = time.monotonic  # the flood limits' clock
 
 
 class HandlerFailed(Exception):
@@ -168,7 +207,15 @@ class HandlerFailed(Exception):
 
 
 class StartupFailed(Exception):
-    """The bot could not start; the message is one line for the operator, without secrets."""
+    """The bot could not start; the message is one line for the operator, without secrets.
+
+    `heals`: trying again later may work (the API was unreachable); otherwise a setting is
+    wrong and only the operator can fix it.
+    """
+
+    def __init__(self, message: str, heals: bool = False) -> None:
+        super().__init__(message)
+        self.heals = heals
 
 
 @dataclass
@@ -313,6 +360,56 @@ def is_replying_to(message: Message, bot_id: int) -> bool:
     return replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
 
 
+def has_session_buttons(item: Reply) -> bool:
+    """True for a reply showing a session's screen: it carries the session's buttons."""
+    return any(
+        button.action.startswith(ACTION_PREFIX + ":") for row in item.buttons for button in row
+    )
+
+
+def supersedes(response: Response) -> bool:
+    """Whether `response` makes a chat's waiting session screens pointless: it shows a newer
+    screen, or the session is over. A timer's bare notice ("1 minute left") does not."""
+    return isinstance(response.timer, CancelTimer) or any(
+        has_session_buttons(item) for item in response.replies
+    )
+
+
+@dataclass
+class ChatTimers:
+    """One timer per chat on PTB's job queue, found through this map, never by a scan."""
+
+    job_queue: JobQueue[Any]
+    callback: Callable[[Context], Awaitable[None]]
+    jobs: dict[int, Job[Any]] = field(default_factory=dict)
+
+    def arm(self, chat_id: int, delay: float, token: str) -> None:
+        self.cancel(chat_id)
+        self.jobs[chat_id] = self.job_queue.run_once(
+            self.callback, when=delay, data=token, name=timer_job_name(chat_id),
+            chat_id=chat_id,
+            # APScheduler skips a job more than a second late; a late step timer must still
+            # fire, however busy the loop was.
+            job_kwargs={"misfire_grace_time": None},
+        )
+
+    def cancel(self, chat_id: int) -> None:
+        job = self.jobs.pop(chat_id, None)
+        if job is not None:
+            with suppress(JobLookupError):  # due this instant: it fires, and finds its token stale
+                job.schedule_removal()
+
+    def fired(self, job: Job[Any]) -> None:
+        if job.chat_id is not None and self.jobs.get(job.chat_id) is job:
+            del self.jobs[job.chat_id]
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __contains__(self, chat_id: object) -> bool:
+        return chat_id in self.jobs
+
+
 @dataclass
 class TelegramFrontEnd:
     """The handlers, bound to one conversation and one clock."""
@@ -320,8 +417,14 @@ class TelegramFrontEnd:
     conversation: Conversation
     clock: Clock
     knowledge_dir: Path
+    options: TelegramOptions = field(default_factory=TelegramOptions)
     admin_ids: frozenset[int] = frozenset()
     locks: ChatLocks = field(default_factory=ChatLocks)
+    # Chats whose saved session the restart has not brought back yet.
+    unrestored: set[int] = field(default_factory=set)
+    outbox: Outbox = field(init=False)
+    timers: ChatTimers = field(init=False)
+    _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def is_admin(self, message: Message) -> bool:
         # Only in a private chat: a reload's report is not for a group to read.
@@ -331,10 +434,23 @@ class TelegramFrontEnd:
             and message.from_user.id in self.admin_ids
         )
 
+    @property
+    def store(self) -> Store:
+        return self.conversation.store
+
     # --- wiring ----------------------------------------------------------------------------
 
-    def install(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        app.add_handler(TypeHandler(Update, guarded("dedupe", self.drop_duplicates)), group=-1)
+    def install(self, app: AnyApplication) -> None:
+        assert app.job_queue is not None, "the application is built with a job queue"
+        self.timers = ChatTimers(app.job_queue, guarded("timer", self.on_timer))
+        self.outbox = Outbox(
+            self.conversation.store,
+            app.bot,
+            FloodLimiter(self.options.flood, now=self.options.monotonic),
+            on_chat_gone=self.chat_gone,
+            on_refused=self.refused,
+            options=self.options.outbox,
+        )
         new_message = filters.UpdateType.MESSAGE
         app.add_handler(
             MessageHandler(new_message & filters.COMMAND, guarded("command", self.on_command))
@@ -348,28 +464,201 @@ class TelegramFrontEnd:
         # Edited messages, channel posts and the rest match no handler: quietly ignored.
         app.add_error_handler(self.on_error)
 
-    async def post_init(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        """At start-up: the command menu, then every session the core brings back."""
+    async def post_init(self, app: AnyApplication) -> None:
+        """At start-up: deliver what the last run left, then bring the sessions back."""
+        held_over = self.outbox.load()
+        if held_over:
+            log.info("delivering %d message(s) left from before the restart", held_over)
+        self.outbox.start()
+        self.unrestored = set(self.store.session_chat_ids())
+        self._spawn(self.restore_sessions(), "restore")
+        self._spawn(self.set_commands(app.bot), "commands")
+        assert app.job_queue is not None
+        app.job_queue.run_repeating(
+            guarded("prune", self.prune), interval=self.options.prune_every_seconds,
+            first=self.options.prune_every_seconds, name="prune",
+        )
+
+    async def post_stop(self, app: AnyApplication) -> None:
+        """After the last update is handled: stop restoring, deliver what waits, briefly."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.outbox.stop()
+
+    def _spawn(self, coroutine: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coroutine)
+        task.set_name(name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def set_commands(self, bot: ReplyBot) -> None:
         try:
-            await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+            await bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
         except TelegramError as error:
-            log.warning("could not set the command menu: %s", error)
-        restored = self.conversation.restore()
-        for chat_id, response in restored:
+            log.warning("could not set the command menu: %s", describe(error))
+
+    async def restore_sessions(self) -> None:
+        """Bring every saved session back, a chunk at a time, letting updates in between."""
+        count = 0
+        while self.unrestored:
+            chunk = [self.unrestored.pop() for _ in range(min(len(self.unrestored),
+                                                              self.options.restore_chunk))]
             try:
-                async with self.locks.hold(chat_id):
-                    await self.deliver(app.bot, app.job_queue, chat_id, response)
-            except TelegramError as error:
-                log.warning("could not restore chat %s: %s", chat_id, error)
-        if restored:
-            log.info("restored %d guided session(s)", len(restored))
+                self.act_on_many(chunk, self.conversation.restore_chat)
+            except Exception:
+                # One bad session must not cost the others theirs: one at a time, then.
+                for chat_id in chunk:
+                    try:
+                        self.act_on_many([chat_id], self.conversation.restore_chat)
+                    except Exception:
+                        log.exception("could not restore the session of chat %s", chat_id)
+            count += len(chunk)
+            await asyncio.sleep(0)  # updates that came in meanwhile go now
+        if count:
+            log.info("restored %d guided session(s)", count)
+
+    async def prune(self, context: Context) -> None:
+        pruned = self.store.prune()
+        expired = self.outbox.expire()
+        log.info(
+            "pruned the store: %d seen update id(s), %d old session(s), %d undelivered "
+            "message(s) (%d in memory), %d owner(s)",
+            pruned.seen_updates, pruned.sessions, pruned.outbox, expired, pruned.owners,
+        )
+
+    # --- asking the core ---------------------------------------------------------------------
+
+    def act(
+        self,
+        chat_id: int,
+        call: Callable[[], Response],
+        *,
+        update: Update | None = None,
+        user: User | None = None,
+        chat: Chat | None = None,
+        edit: int | None = None,
+        priority: Priority = Priority.INTERACTIVE,
+    ) -> bool:
+        """Ask the core, and commit its new state with the messages that show it (and the
+        update's dedupe mark) in one transaction; then arm or cancel the chat's timer.
+
+        False, and nothing done, for an update already handled.
+        """
+        orders: list[tuple[int, TimerOrder]] = []
+        with self.outbox.transaction() as batch:
+            if update is not None and not self.store.mark_update_seen(update.update_id):
+                log.info("update %s was delivered again; ignoring the repeat", update.update_id)
+                return False
+            if chat_id in self.unrestored:
+                # Its person wrote before the restart's restore got to it: restore it now,
+                # so the reply follows where the session really is.
+                self.unrestored.discard(chat_id)
+                try:
+                    self.stage(batch, chat_id, self.conversation.restore_chat(chat_id),
+                               Priority.RESTORED, orders)
+                except BaseException:
+                    self.unrestored.add(chat_id)  # rolled back: restore it again later
+                    raise
+            response = call()
+            self.stage(batch, chat_id, response, priority, orders, edit=edit)
+            if chat is not None and user is not None and chat.type != ChatType.PRIVATE:
+                self.note_owner(chat_id, user)
+        self.apply_timers(orders)
+        return True
+
+    def act_on_many(self, chat_ids: Iterable[int], call: Callable[[int], Response]) -> None:
+        """`call` for each chat, all in one transaction: the restore's chunks."""
+        orders: list[tuple[int, TimerOrder]] = []
+        with self.outbox.transaction() as batch:
+            for chat_id in chat_ids:
+                self.stage(batch, chat_id, call(chat_id), Priority.RESTORED, orders)
+        self.apply_timers(orders)
+
+    def stage(
+        self,
+        batch: Batch,
+        chat_id: int,
+        response: Response,
+        priority: Priority,
+        orders: list[tuple[int, TimerOrder]],
+        edit: int | None = None,
+    ) -> None:
+        """Add `response`'s messages to the outbox batch (the first may replace `edit`)."""
+        from_timer = priority >= Priority.TIMER
+        if response.timer is not None:
+            orders.append((chat_id, response.timer))
+        if not response.replies:
+            return
+        if supersedes(response):
+            batch.supersede(chat_id)
+        for item in response.replies:
+            messages = render_reply(item)
+            supersedable = from_timer or has_session_buttons(item)
+            for message in messages:
+                target = edit if len(messages) == 1 else None
+                edit = None
+                batch.add(
+                    chat_id,
+                    {"text": message.html, "parse_mode": message.parse_mode,
+                     "reply_markup": message.markup},
+                    target=target, priority=priority, supersedable=supersedable,
+                )
+
+    def apply_timers(self, orders: Iterable[tuple[int, TimerOrder]]) -> None:
+        for chat_id, order in orders:
+            if isinstance(order, CancelTimer):
+                self.timers.cancel(chat_id)
+            elif isinstance(order, ArmTimer):
+                delay = self.clock.real_seconds(max(0.0, order.due_at - self.clock.now()))
+                self.timers.arm(chat_id, delay, order.token)
+
+    def say(self, chat_id: int, text: str, priority: Priority = Priority.INTERACTIVE) -> None:
+        """A plain message through the outbox, outside any session logic."""
+        with self.outbox.transaction() as batch:
+            batch.add(chat_id, {"text": text, "parse_mode": None, "reply_markup": None},
+                      priority=priority)
+
+    # --- who a group's session belongs to -----------------------------------------------
+
+    def note_owner(self, chat_id: int, user: User) -> None:
+        """Inside a group's transaction: whoever acted when a new run appeared started it."""
+        data = self.store.load_session(chat_id)
+        run_id = data.get("run_id") if data else None
+        if not isinstance(run_id, str):
+            return
+        owner = self.store.session_owner(chat_id)
+        if owner is None or owner.run_id != run_id:
+            self.store.set_session_owner(chat_id, run_id, user.id, user.first_name)
+
+    def other_owner(self, chat: Chat, user: User | None, run_id: str | None) -> SessionOwner | None:
+        """The owner of `run_id` in a group, when that is someone other than `user`."""
+        if chat.type == ChatType.PRIVATE or user is None or run_id is None:
+            return None
+        owner = self.store.session_owner(chat.id)
+        if owner is None or owner.run_id != run_id or owner.user_id == user.id:
+            return None
+        return owner
+
+    def running_run_id(self, chat_id: int) -> str | None:
+        data = self.store.load_session(chat_id)
+        run_id = data.get("run_id") if data else None
+        return run_id if isinstance(run_id, str) else None
+
+    # --- what the outbox reports back --------------------------------------------------------
+
+    def chat_gone(self, chat_id: int) -> None:
+        """Blocked, kicked or deleted: end the chat's session and timer without a word."""
+        self.timers.cancel(chat_id)
+        self.unrestored.discard(chat_id)
+        self.store.forget_chat(chat_id)
+
+    def refused(self, chat_id: int, params: dict[str, Any]) -> None:
+        """Telegram refused a message for good (a 400): say so once, never about an apology."""
+        if params.get("text") != SOMETHING_WENT_WRONG:
+            self.say(chat_id, SOMETHING_WENT_WRONG)
 
     # --- handlers (each runs under its chat's lock: see ChatOrderedProcessor) ------------------
-
-    async def drop_duplicates(self, update: Update, context: Context) -> None:
-        if not self.conversation.store.mark_update_seen(update.update_id):
-            log.info("update %s was delivered again; ignoring the repeat", update.update_id)
-            raise ApplicationHandlerStop
 
     async def on_command(self, update: Update, context: Context) -> None:
         message = update.message
@@ -382,13 +671,15 @@ class TelegramFrontEnd:
         if message.chat.type != ChatType.PRIVATE and not (known or addressed):
             return  # an unknown /command in a group is probably for another bot
         chat_id = message.chat.id
+        if command == "stop" and self.not_theirs(update, message):
+            return
         if command == "start":
-            response = self.conversation.handle_start(chat_id, args)
+            call = lambda: self.conversation.handle_start(chat_id, args)  # noqa: E731
         elif command == ADMIN_RELOAD and self.is_admin(message):
-            response = self.conversation.reload(self.knowledge_dir)
+            call = lambda: self.conversation.reload(self.knowledge_dir)  # noqa: E731
         else:
-            response = self.conversation.handle_command(chat_id, command, args)
-        await self.deliver(context.bot, context.job_queue, chat_id, response)
+            call = lambda: self.conversation.handle_command(chat_id, command, args)  # noqa: E731
+        self.act(chat_id, call, update=update, user=message.from_user, chat=message.chat)
 
     async def on_text(self, update: Update, context: Context) -> None:
         message = update.message
@@ -397,8 +688,23 @@ class TelegramFrontEnd:
         if text is None:
             return
         chat_id = message.chat.id
-        response = self.conversation.handle_text(chat_id, text)
-        await self.deliver(context.bot, context.job_queue, chat_id, response)
+        if parse_session_command(text) is not None and self.not_theirs(update, message):
+            return
+        self.act(chat_id, lambda: self.conversation.handle_text(chat_id, text), update=update,
+                 user=message.from_user, chat=message.chat)
+
+    def not_theirs(self, update: Update, message: Message) -> bool:
+        """In a group, a session command from someone whose session it is not: tell them so,
+        change nothing (True)."""
+        if message.chat.type == ChatType.PRIVATE:
+            return False
+        owner = self.other_owner(message.chat, message.from_user,
+                                 self.running_run_id(message.chat.id))
+        if owner is None:
+            return False
+        note = NOT_YOUR_SESSION.format(name=owner.name)
+        self.act(message.chat.id, lambda: reply(note), update=update)
+        return True
 
     async def on_other(self, update: Update, context: Context) -> None:
         message = update.message
@@ -409,25 +715,33 @@ class TelegramFrontEnd:
         if message.chat.type != ChatType.PRIVATE and not is_replying_to(message, context.bot.id):
             return
         chat_id = message.chat.id
-        response = self.conversation.unsupported(chat_id, kind)
-        await self.deliver(context.bot, context.job_queue, chat_id, response)
+        self.act(chat_id, lambda: self.conversation.unsupported(chat_id, kind), update=update)
 
     async def on_button(self, update: Update, context: Context) -> None:
         query = update.callback_query
         assert query is not None
-        # Answered first, so the spinner stops even if what follows fails.
-        await self.answer_query(query.answer())
         message = query.message
-        if message is None:
-            return  # a button on an inline-mode message: we put none there
+        if message is None:  # a button on an inline-mode message: we put none there
+            self.answer_later(context, query)
+            return
         chat_id = message.chat.id
         action = decode_callback(query.data)
-        response = self.conversation.handle_action(chat_id, action or NOT_OUR_BUTTON)
+        pressed = parse_action(action) if action else None
+        owner = self.other_owner(message.chat, query.from_user,
+                                 pressed.run_id if pressed else None)
+        if owner is not None:
+            self.answer_later(context, query, NOT_YOUR_SESSION.format(name=owner.name), alert=True)
+            return
         editable = action is not None and action.partition(":")[0] in EDIT_IN_PLACE
-        await self.deliver(
-            context.bot, context.job_queue, chat_id, response,
-            edit=message if editable and isinstance(message, Message) else None,
-        )
+        try:
+            # The press first; the spinner's answer after, and off the critical path.
+            self.act(
+                chat_id, lambda: self.conversation.handle_action(chat_id, action or NOT_OUR_BUTTON),
+                update=update, user=query.from_user, chat=message.chat,
+                edit=message.message_id if editable and isinstance(message, Message) else None,
+            )
+        finally:
+            self.answer_later(context, query)
 
     async def on_inline(self, update: Update, context: Context) -> None:
         query = update.inline_query
@@ -435,18 +749,30 @@ class TelegramFrontEnd:
         topics = self.conversation.inline_answers(query.query) if query.query.strip() else []
         await self.answer_query(
             query.answer(
-                [inline_result(topic) for topic in topics], cache_time=INLINE_CACHE_SECONDS
+                [inline_result(topic) for topic in topics], cache_time=INLINE_CACHE_SECONDS,
+                read_timeout=self.options.answer_timeout,
             )
         )
 
     async def on_timer(self, context: Context) -> None:
+        # Never awaits: a timer is done the moment it fires, so stopping cancels none midway.
         job = context.job
         assert job is not None and job.chat_id is not None
+        self.timers.fired(job)
         chat_id, token = job.chat_id, str(job.data)
-        # A timer is not an update, so it takes its chat's lock itself.
-        async with self.locks.hold(chat_id):
-            response = self.conversation.handle_timer(chat_id, token)
-            await self.deliver(context.bot, context.job_queue, chat_id, response)
+        self.act(chat_id, lambda: self.conversation.handle_timer(chat_id, token),
+                 priority=Priority.TIMER)
+
+    def answer_later(
+        self, context: Context, query: CallbackQuery, text: str | None = None, alert: bool = False
+    ) -> None:
+        """Stop the spinner on a pressed button, in a task of its own: best-effort."""
+        context.application.create_task(
+            self.answer_query(query.answer(
+                text=text, show_alert=alert, read_timeout=self.options.answer_timeout,
+            )),
+            name="answer-button",
+        )
 
     async def on_error(self, update: object, context: Context) -> None:
         error = context.error
@@ -474,100 +800,18 @@ class TelegramFrontEnd:
         if chat_id is None:
             return
         try:
-            await context.bot.send_message(chat_id, SOMETHING_WENT_WRONG)
-        except TelegramError as apology_error:
-            # Once: if even the apology fails, the log is all that is left.
-            log.warning("could not tell chat %s that something failed: %s", chat_id, apology_error)
-
-    # --- rendering ---------------------------------------------------------------------------
-
-    async def deliver(
-        self,
-        bot: ReplyBot,
-        job_queue: JobQueue[Any] | None,
-        chat_id: int,
-        response: Response,
-        edit: Message | None = None,
-    ) -> None:
-        """Arm or cancel the timer, then send the replies (the first may replace `edit`)."""
-        # The timer first: the core's state already says a step is running, and a failed
-        # send must not leave that step without its timer.
-        self.apply_timer(job_queue, chat_id, response.timer)
-        for reply in response.replies:
-            messages = render_reply(reply)
-            for message in messages:
-                target, edit = edit, None
-                if target is not None and len(messages) == 1 and await self.edit(
-                    bot, target, message
-                ):
-                    continue
-                if not await self.send(bot, chat_id, message):
-                    return
-
-    def apply_timer(
-        self, job_queue: JobQueue[Any] | None, chat_id: int, order: TimerOrder | None
-    ) -> None:
-        if order is None:
-            return
-        assert job_queue is not None, "the application is built with a job queue"
-        name = timer_job_name(chat_id)
-        for job in job_queue.get_jobs_by_name(name):
-            job.schedule_removal()
-        if isinstance(order, CancelTimer):
-            return
-        assert isinstance(order, ArmTimer)
-        delay = self.clock.real_seconds(max(0.0, order.due_at - self.clock.now()))
-        job_queue.run_once(
-            guarded("timer", self.on_timer), when=delay, data=order.token, name=name,
-            chat_id=chat_id,
-        )
-
-    async def send(self, bot: ReplyBot, chat_id: int, message: OutgoingMessage) -> bool:
-        """Send one message; False when the chat is gone and nothing more should be sent."""
-        try:
-            await bot.send_text(
-                chat_id, message.html, parse_mode=message.parse_mode, reply_markup=message.markup
-            )
-        except TimedOut:
-            log.warning(
-                "sending to chat %s timed out; not sending again, it may have arrived", chat_id
-            )
-        except Forbidden as error:
-            log.info("chat %s does not accept messages (%s); stopping there", chat_id, error)
-            return False
-        return True
-
-    async def edit(self, bot: ReplyBot, target: Message, message: OutgoingMessage) -> bool:
-        """Replace `target` with `message`; False when it cannot be edited (send instead)."""
-        try:
-            await bot.edit_text(
-                target.chat.id,
-                target.message_id,
-                message.html,
-                parse_mode=message.parse_mode,
-                reply_markup=message.markup,
-            )
-        except BadRequest as error:
-            if is_harmless(error):
-                log.debug("edit of message %s changed nothing", target.message_id)
-                return True
-            log.info("could not edit message %s (%s); sending instead", target.message_id, error)
-            return False
-        except TimedOut:
-            # An edit is idempotent, and it most likely went through; a new message would not be.
-            log.warning("editing message %s timed out", target.message_id)
-        return True
+            self.say(chat_id, SOMETHING_WENT_WRONG)
+        except StoreError as store_error:
+            # Once: if even the apology cannot be stored, the log is all that is left.
+            log.warning("could not tell chat %s that something failed: %s", chat_id, store_error)
 
     @staticmethod
     async def answer_query(answering: Awaitable[Any]) -> None:
+        """Answer a button or an inline query; any failure is only logged (best-effort)."""
         try:
             await answering
-        except BadRequest as error:
-            if not is_harmless(error):
-                raise
-            log.debug("query could not be answered: %s", error)
-        except TimedOut:
-            log.debug("answering a query timed out")
+        except TelegramError as error:
+            log.debug("a query could not be answered: %s", describe(error))
 
 
 def build_application(
@@ -575,7 +819,7 @@ def build_application(
     conversation: Conversation,
     clock: Clock,
     options: TelegramOptions | None = None,
-) -> Application[Any, Any, Any, Any, Any, Any]:
+) -> AnyApplication:
     """The PTB Application with our handlers, network behaviour and start-up restore."""
     options = options or TelegramOptions()
     install_redaction((settings.token, settings.webhook_secret))
@@ -583,6 +827,7 @@ def build_application(
         conversation=conversation,
         clock=clock,
         knowledge_dir=settings.knowledge_dir,
+        options=options,
         admin_ids=settings.admin_ids,
     )
     timeouts = {
@@ -591,23 +836,18 @@ def build_application(
         "write_timeout": options.write_timeout,
         "pool_timeout": options.pool_timeout,
     }
-    limits = options.rate_limits
+    # No PTB rate limiter: the outbox keeps the flood limits, where it can tell a person's
+    # reply from a timer notice, and spinner answers are not limited at all.
     bot = ReplyBot(
         token=settings.token,
         base_url=settings.base_url,
         base_file_url=settings.base_file_url,
         request=ResilientRequest(
-            options.send_retry, connection_pool_size=options.connection_pool_size, **timeouts
+            options.send_retry, connection_pool_size=options.connection_pool_size,
+            retried_by_caller=OUTBOX_METHODS, **timeouts
         ),
         # The updater retries polling by itself, with its own backoff.
         get_updates_request=HTTPXRequest(connection_pool_size=1, **timeouts),
-        rate_limiter=AIORateLimiter(
-            overall_max_rate=limits.overall_per_second,
-            overall_time_period=1,
-            group_max_rate=limits.group_per_minute,
-            group_time_period=60,
-            max_retries=limits.max_retries,
-        ),
     )
     app = (
         ApplicationBuilder()
@@ -616,16 +856,51 @@ def build_application(
         .update_queue(PendingLimitQueue(options.max_pending_updates))
         .job_queue(JobQueue())
         .post_init(front.post_init)
+        .post_stop(front.post_stop)
         .build()
     )
     front.install(app)
+    app.bot_data["front_end"] = front  # for tests and benchmarks that look inside
     return app
 
 
+def front_end_of(app: AnyApplication) -> TelegramFrontEnd:
+    front = app.bot_data["front_end"]
+    assert isinstance(front, TelegramFrontEnd)
+    return front
+
+
+def will_not_heal(error: TelegramError, where: str, doing: str) -> StartupFailed | None:
+    """The one-line failure for what retrying cannot fix; None for what it may."""
+    if isinstance(error, InvalidToken):
+        # PTB's message may repeat the token; ours must not. Telegram's own answer (401
+        # Unauthorized or 404 Not Found) is the cause PTB wrapped, when it wrapped one.
+        answer = error.__cause__ if isinstance(error.__cause__, InvalidToken) else error
+        if "not found" in answer.message.lower():
+            return StartupFailed(
+                f"the Bot API at {where} answered 404 Not Found: check TELEGRAM_BASE_URL "
+                "(it should end in /bot) and TELEGRAM_BOT_TOKEN"
+            )
+        return StartupFailed(
+            f"Telegram rejected the bot token (401 Unauthorized) at {where}: check "
+            "TELEGRAM_BOT_TOKEN, as @BotFather gives it"
+        )
+    if isinstance(error, NotBotApi):
+        return StartupFailed(
+            f"the server at {where} is not the Telegram Bot API ({error.message}): "
+            "check TELEGRAM_BASE_URL"
+        )
+    if isinstance(error, BadRequest):
+        return StartupFailed(f"Telegram refused to {doing}: {error.message}")
+    return None
+
+
 async def with_startup_retries(
-    action: Callable[[], Awaitable[Any]], backoff: Backoff, where: str, doing: str
+    action: Callable[[], Awaitable[Any]], backoff: Backoff, where: str, doing: str,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
-    """Run a start-up call, retried with backoff on network faults; StartupFailed otherwise.
+    """Run a start-up call, retried with backoff through network faults, 5xx and 429;
+    StartupFailed (one line, no secrets) for what will not heal or when retries run out.
 
     PTB has retries of its own for start-up, but it logs a traceback when they run out; the
     operator should get one line instead.
@@ -637,27 +912,25 @@ async def with_startup_retries(
         try:
             await action()
             return
-        except InvalidToken:
-            # PTB's message repeats the token; ours must not.
-            raise StartupFailed(
-                f"Telegram rejected the bot token (401 Unauthorized) at {where}: check "
-                "TELEGRAM_BOT_TOKEN, as @BotFather gives it"
-            ) from None
-        except BadRequest as error:
-            raise StartupFailed(f"Telegram refused to {doing}: {error}") from None
-        except TelegramError as error:  # network faults, timeouts, 429, 5xx
+        except TelegramError as error:  # network faults, timeouts, 429, 5xx, refusals
+            fatal = will_not_heal(error, where, doing)
+            if fatal is not None:
+                raise fatal from None
             delay = next(delays, None)
             if delay is None:
                 raise StartupFailed(
                     f"cannot reach the Telegram Bot API at {where} to {doing} after "
-                    f"{attempt} attempts: {error}"
+                    f"{attempt} attempts: {describe(error)}", heals=True,
                 ) from None
-            log.debug("start-up attempt %d failed (%s); next in %.2f s", attempt, error, delay)
-            await asyncio.sleep(delay)
+            log.warning(
+                "start-up: cannot %s at %s (attempt %d: %s); trying again in %.3g s",
+                doing, where, attempt, describe(error), delay,
+            )
+            await sleep(delay)
 
 
 async def prepare_webhook(
-    app: Application[Any, Any, Any, Any, Any, Any],
+    app: AnyApplication,
     settings: Settings,
     options: TelegramOptions,
     where: str,
@@ -682,7 +955,7 @@ async def prepare_webhook(
 
 
 async def serve(
-    app: Application[Any, Any, Any, Any, Any, Any],
+    app: AnyApplication,
     settings: Settings,
     options: TelegramOptions,
     stop: asyncio.Event,
@@ -697,10 +970,15 @@ async def serve(
         raise
     updater = app.updater
     assert updater is not None
+    # PTB repeats the webhook call when the updater starts; by then ours has just worked.
+    attempts = options.startup_retry.attempts
+    bootstrap_retries = -1 if attempts is None else attempts - 1
+    initialised = False
     try:
         await prepare_webhook(app, settings, options, where)
         if app.post_init is not None:
             await app.post_init(app)
+        initialised = True
         try:
             if settings.uses_webhook:
                 await updater.start_webhook(
@@ -710,13 +988,13 @@ async def serve(
                     webhook_url=settings.webhook_url,
                     secret_token=settings.webhook_secret,
                     allowed_updates=ALLOWED_UPDATES,
-                    bootstrap_retries=options.startup_retry.attempts - 1,
+                    bootstrap_retries=bootstrap_retries,
                 )
             else:
                 await updater.start_polling(
                     timeout=options.poll_timeout,
                     allowed_updates=ALLOWED_UPDATES,
-                    bootstrap_retries=options.startup_retry.attempts - 1,
+                    bootstrap_retries=bootstrap_retries,
                     error_callback=_polling_error,
                 )
         except OSError as error:
@@ -727,7 +1005,7 @@ async def serve(
         except TelegramError as error:
             # The webhook call failed after working a moment ago; PTB's message has no token.
             mode = "set the webhook" if settings.uses_webhook else "start polling"
-            raise StartupFailed(f"cannot {mode} at {where}: {error}") from None
+            raise StartupFailed(f"cannot {mode} at {where}: {error}", heals=True) from None
         await app.start()
         log.info("bot @%s is running (%s)", app.bot.username,
                  "webhook" if settings.uses_webhook else "long polling")
@@ -737,12 +1015,14 @@ async def serve(
             await updater.stop()
         if app.running:
             await app.stop()
+        if initialised and app.post_stop is not None:
+            await app.post_stop(app)
         await app.shutdown()
 
 
 def _polling_error(error: TelegramError) -> None:
     # PTB keeps polling with backoff; one line is enough, a traceback per blip is not.
-    log.warning("polling for updates failed: %s: %s", type(error).__name__, error)
+    log.warning("polling for updates failed: %s", describe(error))
 
 
 async def _run(settings: Settings, conversation: Conversation, clock: Clock,
@@ -757,9 +1037,9 @@ async def _run(settings: Settings, conversation: Conversation, clock: Clock,
     await serve(app, settings, options, stop)
 
 
-def _fail(message: str, redact: Redactor, err: TextIO) -> int:
+def _fail(message: str, redact: Redactor, err: TextIO, code: int = EXIT_CONFIG) -> int:
     print(f"massage-bot: {redact(message)}", file=err)
-    return EXIT_FAILURE
+    return code
 
 
 def run_bot(
@@ -790,7 +1070,7 @@ def run_bot(
     try:
         asyncio.run(_run(settings, conversation, clock, options or TelegramOptions()))
     except StartupFailed as error:
-        return _fail(str(error), redact, err)
+        return _fail(str(error), redact, err, EXIT_FAILURE if error.heals else EXIT_CONFIG)
     except KeyboardInterrupt:
         pass
     finally:

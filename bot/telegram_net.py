@@ -2,16 +2,22 @@
 
 Out of the box python-telegram-bot retries nothing but 429s (and only with its rate limiter).
 The rule here is about duplicates: a request may be repeated only when Telegram cannot have
-acted on it.
+acted on it. `outcome_of` sorts every failure into one of these:
 
-- Connection refused, DNS failure, a connect timeout, or no free connection in the pool
-  (`httpx.ConnectError`, `ConnectTimeout`, `PoolTimeout`): the request never left this
-  machine, so it is retried a bounded number of times with exponential backoff.
-- A read timeout, or the connection dropping after the request was written: Telegram may
-  well have delivered the message and only the answer got lost. Sending again would show the
-  person the same message twice, so these are not retried; the caller logs them and moves on.
-- 429 Too Many Requests is retried by PTB's `AIORateLimiter` (`max_retries`), which waits the
-  `retry_after` Telegram asks for.
+- Never sent (`Outcome.NEVER_SENT`): connection refused, DNS failure, a connect timeout, no
+  free connection in the pool, the connection failing while the request was still being
+  written, or Telegram (or the proxy in front of it) answering 5xx, which says the method was
+  not carried out. Safe to repeat: `ResilientRequest` repeats these a few times at once,
+  and the outbox (bot/telegram_outbox.py) keeps repeating with backoff.
+- Unknown (`Outcome.UNKNOWN`): a read timeout, or the connection dropping after the request
+  was written. Telegram may well have delivered the message and only the answer got lost.
+  What to do is the caller's choice; the outbox counts such a send as delivered.
+- Refused for good (`REFUSED`: 400, except the harmless ones below), the chat is gone
+  (`CHAT_GONE`: 403 blocked or kicked, chat not found or migrated), or wait (`RETRY_AFTER`:
+  429 with the `retry_after` Telegram asks for).
+
+A body that is not the Bot API's JSON (an HTML error page from a proxy) never reaches PTB's
+parser, which would log the page at ERROR: it becomes a one-line error of its status.
 
 Cost per message (measured with bench/bench_telegram.py). PTB form-encodes every call,
 percent-escaping each byte of a long HTML answer and its JSON keyboard in Python, and turns
@@ -28,14 +34,25 @@ pressed long ago, or while the bot was down, can no longer be answered).
 from __future__ import annotations
 
 import asyncio
+import enum
+import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import httpx
-from telegram.error import BadRequest, NetworkError, TimedOut
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest, RequestData
 
@@ -46,7 +63,17 @@ HARMLESS_BAD_REQUESTS = (
     "query is too old",
     "query id is invalid",
 )
-NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The connection failed before the request was complete: the server cannot have acted on it.
+NEVER_SENT = (
+    httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError,
+    httpx.WriteTimeout,
+)  # fmt: skip
+# A 400 that means the chat itself is gone, like a 403.
+CHAT_GONE_BAD_REQUESTS = ("chat not found", "user not found", "peer_id_invalid")
+# A 400 on an edit that means the message cannot be edited: send a new one instead.
+EDIT_TARGET_GONE = (
+    "message to edit not found", "message can't be edited", "message_id_invalid",
+)  # fmt: skip
 JSON_HEADERS = {"Content-Type": "application/json"}
 # A link in an answer should stay a link, not grow a preview card bigger than the answer.
 NO_PREVIEW = {"is_disabled": True}  # LinkPreviewOptions as JSON
@@ -54,35 +81,111 @@ NO_PREVIEW = {"is_disabled": True}  # LinkPreviewOptions as JSON
 
 @dataclass(frozen=True)
 class Backoff:
-    """`attempts` tries in all, waiting `first_delay`, then `factor` times longer each time."""
+    """`attempts` tries in all (None: no end), waiting `first_delay`, then `factor` times
+    longer each time, never longer than `max_delay`."""
 
-    attempts: int
+    attempts: int | None
     first_delay: float
     factor: float = 2.0
     max_delay: float = 30.0
 
     def delays(self) -> Iterator[float]:
         """The waits between attempts: one fewer than the attempts."""
+        count = itertools.count() if self.attempts is None else range(max(0, self.attempts - 1))
         delay = self.first_delay
-        for _ in range(max(0, self.attempts - 1)):
+        for _ in count:
             yield min(delay, self.max_delay)
-            delay *= self.factor
+            delay = min(delay * self.factor, self.max_delay)
 
-    @property
-    def total_delay(self) -> float:
-        return sum(self.delays())
+    def delay(self, failures: int) -> float:
+        """The wait after `failures` failures in a row (1 or more)."""
+        return min(self.first_delay * self.factor ** max(0, failures - 1), self.max_delay)
+
+
+class ServerError(NetworkError):
+    """Telegram, or a proxy in front of it, answered 5xx: the method was not carried out."""
+
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+
+
+class NotBotApi(TelegramError):
+    """The server answered, but not as the Bot API does: the base URL is probably wrong."""
+
+
+class Outcome(enum.Enum):
+    NEVER_SENT = "never sent"  # safe to repeat
+    UNKNOWN = "unknown"  # the request went out and its answer was lost
+    RETRY_AFTER = "retry after"  # 429: wait as told, then repeat
+    CHAT_GONE = "chat gone"  # blocked, kicked, deleted: nothing more can reach it
+    EDIT_TARGET_GONE = "edit target gone"  # send a new message instead
+    HARMLESS = "harmless"  # "not modified", "query is too old": as good as done
+    REFUSED = "refused"  # a 400 that repeating will not change
+
+
+def outcome_of(error: BaseException) -> Outcome:
+    """What a failed Bot API call means for repeating it (see the module docstring)."""
+    if isinstance(error, RetryAfter):
+        return Outcome.RETRY_AFTER
+    if isinstance(error, Forbidden | ChatMigrated):
+        return Outcome.CHAT_GONE
+    if isinstance(error, BadRequest):
+        message = error.message.lower()
+        if any(phrase in message for phrase in HARMLESS_BAD_REQUESTS):
+            return Outcome.HARMLESS
+        if any(phrase in message for phrase in EDIT_TARGET_GONE):
+            return Outcome.EDIT_TARGET_GONE
+        if any(phrase in message for phrase in CHAT_GONE_BAD_REQUESTS):
+            return Outcome.CHAT_GONE
+        return Outcome.REFUSED
+    if never_sent(error):
+        return Outcome.NEVER_SENT
+    return Outcome.UNKNOWN
 
 
 def never_sent(error: BaseException) -> bool:
     """True when the request cannot have reached Telegram, so repeating it is safe."""
+    if isinstance(error, ServerError):
+        return True
     return isinstance(error, NetworkError) and isinstance(error.__cause__, NEVER_SENT)
 
 
 def is_harmless(error: BaseException) -> bool:
-    if not isinstance(error, BadRequest):
-        return False
-    message = error.message.lower()
-    return any(phrase in message for phrase in HARMLESS_BAD_REQUESTS)
+    return isinstance(error, BadRequest) and outcome_of(error) is Outcome.HARMLESS
+
+
+def describe(error: BaseException) -> str:
+    """One line about a failed call for a log or the operator: the error's kind and text."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def checked_response(code: int, payload: bytes) -> tuple[int, bytes]:
+    """The answer as PTB may parse it; 5xx and bodies that are not JSON become clean errors.
+
+    PTB logs an unparsable body (a proxy's HTML error page) whole, with a traceback, at
+    ERROR; here it becomes one line of its HTTP status.
+    """
+    if HTTPStatus.OK <= code < HTTPStatus.MULTIPLE_CHOICES:
+        if not payload.lstrip().startswith(b"{"):
+            raise NotBotApi(f"the server answered {code} with a body that is not the Bot API's")
+        return code, payload
+    try:
+        phrase = f"{HTTPStatus(code).phrase} ({code})"
+    except ValueError:
+        phrase = f"HTTP {code}"
+    try:
+        parsed = json.loads(payload)
+        description = str(parsed.get("description") or phrase) if isinstance(parsed, dict) else ""
+    except ValueError:
+        parsed, description = None, ""
+    if code >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        raise ServerError(code, description or phrase)
+    if not isinstance(parsed, dict):
+        error = {"ok": False, "error_code": code, "description": phrase}
+        return code, json.dumps(error).encode()
+    return code, payload
 
 
 def endpoint_of(url: str) -> str:
@@ -103,11 +206,15 @@ class ResilientRequest(HTTPXRequest):
         self,
         backoff: Backoff,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        retried_by_caller: frozenset[str] = frozenset(),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._backoff = backoff
         self._sleep = sleep  # tests pass their own to act between attempts, not to wait
+        # Methods whose caller repeats them itself (the outbox: it must know, at any moment,
+        # whether a message is on the wire): tried once here.
+        self._retried_by_caller = retried_by_caller
 
     async def do_request(
         self,
@@ -119,11 +226,12 @@ class ResilientRequest(HTTPXRequest):
         connect_timeout: Any = HTTPXRequest.DEFAULT_NONE,
         pool_timeout: Any = HTTPXRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
-        delays = self._backoff.delays()
+        once = endpoint_of(url) in self._retried_by_caller
+        delays = iter(()) if once else self._backoff.delays()
         while True:
             try:
                 if request_data is None or request_data.contains_files:  # uploads: multipart
-                    return await super().do_request(
+                    answer = await super().do_request(
                         url,
                         method,
                         request_data=request_data,
@@ -132,21 +240,23 @@ class ResilientRequest(HTTPXRequest):
                         connect_timeout=connect_timeout,
                         pool_timeout=pool_timeout,
                     )
-                defaults = self._client.timeout
-                timeout = httpx.Timeout(
-                    connect=_given(connect_timeout, defaults.connect),
-                    read=_given(read_timeout, defaults.read),
-                    write=_given(write_timeout, defaults.write),
-                    pool=_given(pool_timeout, defaults.pool),
-                )
-                return await self._post_json(url, request_data, timeout)
+                else:
+                    defaults = self._client.timeout
+                    timeout = httpx.Timeout(
+                        connect=_given(connect_timeout, defaults.connect),
+                        read=_given(read_timeout, defaults.read),
+                        write=_given(write_timeout, defaults.write),
+                        pool=_given(pool_timeout, defaults.pool),
+                    )
+                    answer = await self._post_json(url, request_data, timeout)
+                return checked_response(*answer)
             except NetworkError as error:
                 delay = next(delays, None)
                 if delay is None or not never_sent(error):
                     raise
                 log.debug(
-                    "%s was not sent (%s); trying again in %.2f s",
-                    endpoint_of(url), type(error.__cause__).__name__, delay,
+                    "%s was not carried out (%s); trying again in %.2f s",
+                    endpoint_of(url), describe(error), delay,
                 )
                 await self._sleep(delay)
 

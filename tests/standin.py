@@ -11,8 +11,12 @@ It behaves like Telegram where the bot depends on it and fails like Telegram oth
 - an unknown token gets 401 Unauthorized, an unknown method 404, getUpdates while a webhook is
   set 409 Conflict;
 - faults can be queued per method: drop the connection, hang, answer after processing too late
-  (the client times out though the message was delivered), 429 with retry_after, or 502; and
-  it can stop accepting connections altogether (connection refused).
+  (the client times out though the message was delivered) or drop it right after processing
+  (a reset after delivery), 429 with retry_after, 500, 502 as Bot API JSON or as a proxy's
+  HTML page; an outage answers every matching request with 502 until released; it can stop
+  accepting connections altogether (connection refused); a person can block the bot (403);
+- every call is recorded with the moment it arrived, so the benchmark can check the rates
+  against Telegram's flood limits.
 
 Everything the bot sends is recorded as `Output`s for the tests to read. A `User` plays a
 person: it pushes messages and button presses as updates and waits, with a bounded timeout,
@@ -66,7 +70,19 @@ JSON_PARAMS = frozenset({"reply_markup", "commands", "results", "allowed_updates
                          "link_preview_options", "reply_parameters", "entities"})
 INT_PARAMS = frozenset({"chat_id", "message_id", "offset", "limit", "timeout", "cache_time"})
 
-FaultKind = Literal["drop", "hang", "late", "hold", "retry_after", "bad_gateway"]
+FaultKind = Literal[
+    "drop", "hang", "late", "hold", "retry_after", "bad_gateway", "internal_error",
+    "gateway_page", "outage",
+]
+# What nginx in front of an unwell Bot API server answers: HTML, not JSON.
+GATEWAY_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+BLOCKED = "Forbidden: bot was blocked by the user"
+# Methods that put a message in a chat: what Telegram's flood limits count.
+MESSAGE_METHODS = frozenset({"sendMessage", "editMessageText", "editMessageReplyMarkup"})
 
 
 class ApiError(Exception):
@@ -228,6 +244,7 @@ class Call:
     method: str
     params: dict[str, Any]
     error: str = ""
+    at: float = field(default_factory=time.monotonic)  # when the request arrived
 
 
 @dataclass
@@ -237,7 +254,7 @@ class Fault:
     seconds: float = 1.0
     times: int = 1
     chat_id: int | None = None  # only requests for this chat
-    release: asyncio.Event | None = None  # "hold": answered normally once this is set
+    release: asyncio.Event | None = None  # "hold", "outage": until this is set
 
 
 def chat_of(chat_id: int) -> dict[str, Any]:
@@ -264,6 +281,11 @@ class StandIn:
     commands: list[dict[str, Any]] = field(default_factory=list)
     webhook: dict[str, Any] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
+    blocked: set[int] = field(default_factory=set)  # chats whose person blocked the bot
+    # Keep at most about this many outputs and calls (benchmarks make hundreds of thousands).
+    keep_outputs: int | None = None
+    # Told of every call and every output the moment it happens (the benchmarks time them).
+    observers: list[Callable[[Call | Output], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._server: asyncio.Server | None = None
@@ -374,6 +396,18 @@ class StandIn:
         self.faults.append(Fault(method=method, kind="hold", chat_id=chat_id, release=release))
         return release
 
+    def outage(self, method: str = "*", chat_id: int | None = None) -> asyncio.Event:
+        """Answer every `method` request ("*": every method but getUpdates) with a 502 page
+        until the returned event is set."""
+        release = asyncio.Event()
+        self.faults.append(Fault(method=method, kind="outage", chat_id=chat_id, release=release))
+        return release
+
+    def failures(self, method: str, chat_id: int | None = None) -> list[Call]:
+        """The calls to `method` (in `chat_id`) that were answered with an error."""
+        return [c for c in self.calls_to(method)
+                if c.error and (chat_id is None or c.params.get("chat_id") == chat_id)]
+
     async def wait_for(
         self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "the bot"
     ) -> None:
@@ -437,10 +471,12 @@ class StandIn:
                     status, payload = await self._handle(target, headers, body)
                 except _Drop:
                     return
-                data = json.dumps(payload).encode()
+                is_page = isinstance(payload, str)
+                data = payload.encode() if is_page else json.dumps(payload).encode()
+                kind = "text/html" if is_page else "application/json"
                 writer.write(
                     f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                    f"Content-Type: {kind}\r\nContent-Length: {len(data)}\r\n"
                     "Connection: keep-alive\r\n\r\n".encode()
                     + data
                 )
@@ -468,7 +504,7 @@ class StandIn:
 
     async def _handle(
         self, target: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, dict[str, Any] | str]:
         url = urlsplit(target)
         match = re.fullmatch(r"/bot([^/]+)/([A-Za-z]+)", url.path)
         if match is None:
@@ -494,19 +530,30 @@ class StandIn:
             raise _Drop
         if fault is not None and fault.kind == "retry_after":
             seconds = max(1, round(fault.seconds))
-            self.calls.append(Call(method, params, "429"))
+            self._log(Call(method, params, "429"))
             return 429, {
                 "ok": False, "error_code": 429,
                 "description": f"Too Many Requests: retry after {seconds}",
                 "parameters": {"retry_after": seconds},
             }
         if fault is not None and fault.kind == "bad_gateway":
-            self.calls.append(Call(method, params, "502"))
+            self._log(Call(method, params, "502"))
             return 502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}
+        if fault is not None and fault.kind == "internal_error":
+            self._log(Call(method, params, "500"))
+            return 500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}
+        if fault is not None and fault.kind in ("gateway_page", "outage"):
+            self._log(Call(method, params, "502 page"))
+            self._notify()
+            return 502, GATEWAY_PAGE
+        if method in MESSAGE_METHODS and params.get("chat_id") in self.blocked:
+            self._log(Call(method, params, BLOCKED))
+            self._notify()
+            return 403, {"ok": False, "error_code": 403, "description": BLOCKED}
         try:
             result = await self._call(method.lower(), params)
         except ApiError as error:
-            self.calls.append(Call(method, params, error.description))
+            self._log(Call(method, params, error.description))
             self._notify()
             payload: dict[str, Any] = {
                 "ok": False, "error_code": error.code, "description": error.description,
@@ -514,7 +561,7 @@ class StandIn:
             if error.parameters:
                 payload["parameters"] = error.parameters
             return error.code, payload
-        self.calls.append(Call(method, params))
+        self._log(Call(method, params))
         self._notify()
         if fault is not None and fault.kind == "late":
             # Done, but the answer comes too late: the client times out not knowing it worked.
@@ -536,8 +583,15 @@ class StandIn:
             await asyncio.wait_for(self._closed.wait(), seconds)
 
     def _take_fault(self, method: str, params: dict[str, Any]) -> Fault | None:
-        for fault in self.faults:
+        for fault in list(self.faults):
             if fault.chat_id is not None and params.get("chat_id") != fault.chat_id:
+                continue
+            if fault.kind == "outage":
+                if fault.release is not None and fault.release.is_set():
+                    self.faults.remove(fault)
+                    continue
+                if (fault.method == "*" and method != "getUpdates") or fault.method == method:
+                    return fault
                 continue
             if fault.method.lower() == method.lower():
                 fault.times -= 1
@@ -636,9 +690,21 @@ class StandIn:
             return again
         return self.updates[:limit]
 
+    def _log(self, call: Call) -> None:
+        self.calls.append(call)
+        if self.keep_outputs is not None and len(self.calls) > 2 * self.keep_outputs:
+            del self.calls[: -self.keep_outputs]
+        for observe in self.observers:
+            observe(call)
+
     def _record(self, output: Output) -> Output:
+        for observe in self.observers:
+            observe(output)
         self.outputs.append(output)
         self.messages[(output.chat_id, output.message_id)] = output
+        if self.keep_outputs is not None and len(self.outputs) > 2 * self.keep_outputs:
+            del self.outputs[: -self.keep_outputs]
+            self.messages = {(o.chat_id, o.message_id): o for o in self.outputs}
         return output
 
     async def _api_sendmessage(self, params: dict[str, Any]) -> Any:
@@ -842,9 +908,15 @@ def bot_settings(api: StandIn, data_dir: Any, **overrides: Any) -> Any:
 def fast_options(**overrides: Any) -> Any:
     """Production behaviour with every wait made tiny."""
     from bot.telegram_app import TelegramOptions
+    from bot.telegram_flood import FloodLimits
     from bot.telegram_net import Backoff
+    from bot.telegram_outbox import OutboxOptions
 
     values: dict[str, Any] = {
+        # Sessions run thousands of times faster than life here; Telegram's per-chat limit
+        # of a message a second would hold their steps back (tests of the limits set them).
+        "flood": FloodLimits.unlimited(),
+        "outbox": OutboxOptions(retry=Backoff(attempts=None, first_delay=0.02, max_delay=0.2)),
         "connect_timeout": 2.0,
         "read_timeout": 2.0,
         "write_timeout": 2.0,
@@ -852,6 +924,7 @@ def fast_options(**overrides: Any) -> Any:
         "poll_timeout": 2.0,
         "send_retry": Backoff(attempts=6, first_delay=0.02),
         "startup_retry": Backoff(attempts=3, first_delay=0.02),
+        "prune_every_seconds": 3600.0,
         **overrides,
     }
     return TelegramOptions(**values)
