@@ -72,7 +72,6 @@ RANKING_GRID: dict[str, Sequence[float]] = {
     "story": [0.35, 0.5, 0.7, 0.85, 1.0],
     "safety_boost": [0.0, 0.25, 0.5],
     "specificity": [0.0, 0.25, 0.5],
-    "pairs": [0.0, 0.25, 0.5],
     "length_norm": [0.0, 0.1, 0.2],
 }
 

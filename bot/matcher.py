@@ -33,10 +33,12 @@ import heapq
 import itertools
 import json
 import math
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import cache, lru_cache
 from importlib import resources
+from operator import mul as _mul
 from typing import Any, Literal, NamedTuple
 
 from rapidfuzz import process
@@ -44,9 +46,11 @@ from rapidfuzz.distance import OSA
 
 from bot.knowledge import KnowledgeBase, Topic
 from bot.wording import (
+    CHAT_SPELLINGS,
+    NUMBER_TOKEN,
+    NUMBER_WORDS,
     STOP_WORDS,
     base_forms,
-    canonical,
     raw_words,
     sentences,
     stem,
@@ -69,6 +73,8 @@ MAX_COMPLETIONS = 12
 # A term reaches its full evidence for a topic when this many of the topic's phrasings use it.
 CENTRAL_USES = 3
 SEARCH_MIN = 5.0
+# Scores (0..100) closer than this are a tie: the ranking cannot tell the topics apart.
+TIE = 1.0
 # How many topics from the cheap coverage pass get the per-phrasing comparison.
 RERANK_POOL = 12
 # A term used by more entries than this only adds to the PRUNE_KEEP best entries found so
@@ -81,8 +87,10 @@ LONG_MESSAGE_TERMS = 12
 # The phrasings nearest to a message, across topics, that vote on how crowded its best
 # topic's neighbourhood is.
 VOTERS = 5
+# Of those, at most this many are compared phrasing by phrasing.
+PHRASING_TERMS = 16
 # At most this many of a message's words are scored, the most telling ones.
-MAX_SCORED_TERMS = 32
+MAX_SCORED_TERMS = 24
 
 # What the decision model can weigh; `Params.features` says which it does, in the order of
 # `Params.coefficients` (chosen by `bot/calibration.py` on held-out sets).
@@ -117,7 +125,6 @@ class Params:
     # A term's evidence grows from `central_base` of its field weight, when one phrasing of
     # the topic uses it, to all of it when CENTRAL_USES or more phrasings do.
     central_base: float = 0.6
-    pairs: float = 0.0  # weight of two content words in a row as a term of their own; 0: off
     specificity: float = 0.0  # how much a term favours the topic that uses it most
     length_norm: float = 0.0  # how much a topic's evidence shrinks with its vocabulary's size
     corrected: float = 0.85  # a corrected word is a guess
@@ -223,6 +230,7 @@ class Assessment:
     out_of_scope: float = 0.0  # score of the nearest out-of-scope phrasing
     features: tuple[float, ...] = ()  # the decision model's inputs, in FEATURES order
     safety_share: float = 0.0  # how much of the message is in safety words
+    exact: int = -1  # the entry one of whose phrasings the message says exactly, if only one
 
 
 class Matcher:
@@ -239,7 +247,15 @@ class Matcher:
             _weighted_texts(topic, p) for topic in knowledge.topics.values()
         ]
         texts.append([(p.question_weight, phrase, True) for phrase in knowledge.out_of_scope])
-        self._synonyms = dict(knowledge.synonyms)
+        # How a typed word is spelt for look-ups: chat spellings, numbers and the knowledge
+        # base's synonyms, in one table.
+        self._spelling: dict[str, str] = {
+            word: NUMBER_TOKEN for word in NUMBER_WORDS
+        }
+        for typed, meant in CHAT_SPELLINGS.items():
+            self._spelling[typed] = knowledge.synonyms.get(meant, meant)
+        for typed, meant in knowledge.synonyms.items():
+            self._spelling.setdefault(typed, meant)
         # Surface word -> its term, or "" for a stop word: correcting "wich" to "which" must
         # make it vanish, not match a topic word one letter away. Filled while the texts are
         # read, it also saves stemming the same word over and over.
@@ -319,9 +335,10 @@ class Matcher:
             safe = sum(w for i, w in postings.items() if i in self._safety_entries)
             if total and safe:
                 self._safety[term] = safe / total
-        # Out-of-scope phrasings that veto a message saying them. One word vetoes only if no
-        # topic uses it by name ("chiropractor"): "what time is it" leaves just "time", which
-        # plenty of in-scope questions say.
+        # Out-of-scope phrasings that veto a message saying them, when one of their words is
+        # one no topic uses by name ("car oil", "bread dough", "chiropractor"). Made only of
+        # topic words ("why does my back hurt", "what time is it"), a phrasing would veto
+        # in-scope questions that say the same words: it counts by nearness instead.
         strong_evidence = p.central_base * p.question_weight
         topic_words = {
             term
@@ -332,10 +349,20 @@ class Matcher:
         self._out_of_scope_exact = {
             frozenset(terms) for _weight, _text, _phrase, terms in entry_fields[-1] if terms
         }
+        # A message that says exactly what one topic's title, alias, question or example says
+        # is what the author filed under that topic; said by two topics, it is ambiguous.
+        said_by: dict[frozenset[str], set[int]] = {}
+        for index, entry in enumerate(entry_fields[:-1]):
+            for _weight, _text, phrase, terms in entry:
+                if phrase and terms:
+                    said_by.setdefault(frozenset(terms), set()).add(index)
+        self._said_by_one = {
+            terms: next(iter(entries)) for terms, entries in said_by.items() if len(entries) == 1
+        }
         self._out_of_scope = [
             phrase
             for phrase in self._out_of_scope_exact
-            if len(phrase) > 1 or not phrase <= topic_words
+            if not phrase <= topic_words
         ]
         self._champions = {
             term: heapq.nlargest(PRUNE_KEEP, postings, key=postings.__getitem__)
@@ -343,6 +370,10 @@ class Matcher:
             if len(postings) > PRUNE_POSTINGS
         }
         self._out_of_scope_terms = frozenset().union(*self._out_of_scope)
+        # Words only out-of-scope phrasings use ("car", "hair").
+        self._foreign_only = frozenset(
+            term for term, postings in self._postings.items() if postings.keys() == {foreign}
+        )
         self._phrasings: list[list[_Phrasing]] = []
         for entry in entry_fields:
             phrasings = []
@@ -351,6 +382,21 @@ class Matcher:
                     unique = frozenset(terms)
                     phrasings.append(_Phrasing(unique, sum(self._idf[t] for t in unique), text))
             self._phrasings.append(phrasings)
+        # A phrasing's similarity to a message is overlap / sqrt(its weight * the message's).
+        self._phrasing_scales = [
+            [1.0 / math.sqrt(phrasing.weight) for phrasing in phrasings]
+            for phrasings in self._phrasings
+        ]
+        # Per entry and term, the largest scale of a phrasing using the term: a bound on how
+        # close any of the entry's phrasings can come to a message.
+        self._max_scales: list[dict[str, float]] = []
+        for phrasings, scales in zip(self._phrasings, self._phrasing_scales, strict=True):
+            best_scale: dict[str, float] = {}
+            for phrasing, scale in zip(phrasings, scales, strict=True):
+                for term in phrasing.terms:
+                    if scale > best_scale.get(term, 0.0):
+                        best_scale[term] = scale
+            self._max_scales.append(best_scale)
         # Which of an entry's phrasings use a term, so reranking looks only at the phrasings
         # that share a word with the message instead of testing every one.
         self._phrasings_with: list[dict[str, tuple[int, ...]]] = []
@@ -388,8 +434,8 @@ class Matcher:
             self._smalltalk_by_start.setdefault(word[0], []).append(word)
 
     def _canonical(self, word: str) -> str:
-        word = canonical(word)
-        return self._synonyms.get(word, word)
+        word = self._spelling.get(word, word)
+        return NUMBER_TOKEN if word.isdigit() else word
 
     def _terms_of(self, text: str, phrase: bool) -> list[str]:
         """Content terms of a knowledge-base text, recording each word in the vocabulary;
@@ -406,10 +452,6 @@ class Matcher:
                 term = self._surface[word] = "" if term in STOP_WORDS else term
             if term:
                 terms.append(term)
-        if self.params.pairs:
-            # Two content words in a row ("face down", "lie flat", "often turn") say more
-            # than each alone: the pair is a term of its own.
-            terms += [f"{a} {b}" for a, b in itertools.pairwise(terms)]
         return terms
 
     # -- the message -------------------------------------------------------------------
@@ -458,15 +500,6 @@ class Matcher:
 
         def add(at: int, term: str, word: str, scale: float, factor: float,
                 known: bool = True) -> None:
-            nonlocal last_term
-            if pairs and known and last_term:
-                pair = f"{last_term} {term}"
-                if pair in self._idf:
-                    weight = self._idf[pair] * scale * pairs
-                    old = terms.get(pair)
-                    if old is None or old.weight * old.factor < weight * factor:
-                        terms[pair] = _Term(pair, pair, weight, factor, True)
-            last_term = term if known else ""
             sequence.append((at, term))
             old = terms.get(term)
             weight = (self._idf[term] if known else self._unknown_idf) * scale
@@ -475,23 +508,26 @@ class Matcher:
 
         corrections = 0
         position = -1
-        pairs = self.params.pairs
+        spelling, surface = self._spelling, self._surface
         for sentence in sentences(text):
             scale = 1.0 if sentence.question else story
             previous = ""
-            last_term = ""  # the sentence's previous content term, for pairs
             for raw in sentence.words:
                 position += 1
-                word = self._canonical(raw)
+                word = spelling.get(raw, raw)
+                if word.isdigit():
+                    word = NUMBER_TOKEN
                 all_words.append(word)
-                if word in STOP_WORDS or self._surface.get(word) == "":
+                term = surface.get(word)
+                if term == "":  # a stop word
                     previous = ""
                     continue
-                joined = stem(previous + word) if previous else ""
-                if joined in self._idf:  # "bed sores" where the knowledge base says "bedsores"
-                    add(position, joined, previous + word, scale, 1.0)
+                if previous:
+                    # "bed sores" where the knowledge base says "bedsores"
+                    joined = surface.get(previous + word)
+                    if joined:
+                        add(position, joined, previous + word, scale, 1.0)
                 previous = word
-                term = self._surface.get(word)
                 if term is None:
                     term = self._known_term(word)
                 if term is not None:
@@ -588,9 +624,15 @@ class Matcher:
         return min(known + self.params.unknown * unknown,
                    self.params.saturation * self._unknown_idf)
 
-    def _score(self, terms: list[_Term], pool: int) -> list[_Scored]:
-        """The `pool` entries sharing most with the message, plus the out-of-scope entry,
-        best first."""
+    def _score(
+        self, terms: list[_Term], pool: int, include: int = -1, keep: int = MAX_CANDIDATES
+    ) -> list[_Scored]:
+        """The `pool` entries sharing most with the message, plus the out-of-scope entry and
+        the entry `include` (one whose phrasing the message says exactly), best first.
+
+        Only the best `keep` topics, the safety topics and those holding a vote are sure to
+        be listed: an entry that can reach neither is skipped.
+        """
         known = [t for t in terms if t.known]
         if not known:
             return []
@@ -626,6 +668,8 @@ class Matcher:
                     coverage[index] = mass * postings[index]
         # sorted()[:pool] is what nlargest is defined as, ties included, and is faster here.
         chosen = sorted(coverage, key=coverage.__getitem__, reverse=True)[:pool]
+        if include >= 0 and include not in chosen and include in coverage:
+            chosen.append(include)
         # The out-of-scope entry is always weighed: the decision compares it with the best.
         out_of_scope = len(self._ids) - 1
         if out_of_scope not in chosen:
@@ -639,32 +683,62 @@ class Matcher:
         if self.params.safety_boost and self._safety_entries:
             lift += self.params.safety_boost * self._safety_share(query)
         share_of_coverage = self.params.coverage_share
-        scored = []
         asked = frozenset(query)
         strong_entries = frozenset().union(*(self._strong_entries[term] for term in asked))
-        nearest: list[tuple[float, int]] = []  # (similarity, entry) of the closest phrasings
+        query_scale = 1.0 / math.sqrt(total)
+        # Phrasings are compared on the message's most telling words: the rest barely move a
+        # similarity, and every word costs a pass over the phrasings that use it.
+        telling = dict(heapq.nlargest(PHRASING_TERMS, query.items(), key=lambda item: item[1]))
+        # (entry, score, best phrasing's position, its similarity)
+        found: list[tuple[int, float, int, float]] = []
+        best_scores: list[float] = []  # the `keep` best topic scores so far, lowest first
+        voters: list[tuple[float, int]] = []  # the VOTERS nearest phrasings so far, nearest first
         for index in chosen:
+            share = coverage[index] / total
+            if (
+                len(best_scores) >= keep
+                and len(voters) >= VOTERS
+                and index != out_of_scope
+                and index != include
+                and index not in self._safety_entries
+            ):
+                # Can it still reach the best `keep` or hold a vote? Its best phrasing says
+                # at most all the message's words it uses, each at its shortest phrasing.
+                reach = sum(
+                    mass * self._max_scales[index].get(term, 0.0) for term, mass in telling.items()
+                )
+                bound = share_of_coverage * share + (1.0 - share_of_coverage) * reach * query_scale
+                if bound < best_scores[0] and reach < voters[-1][0]:
+                    continue
             phrasing = 0.0
             best_position = -1
             best_overlap = 0.0
-            # How much of the message each phrasing sharing a word with it says.
-            overlaps: dict[int, float] = {}
+            # How much of the message each phrasing sharing a word with it says: only those
+            # are touched (a fifth of an entry's, typically), then compared in C.
+            overlaps: defaultdict[int, float] = defaultdict(float)
             with_term = self._phrasings_with[index]
-            for term, mass in query.items():
-                for position in with_term.get(term, ()):
-                    overlaps[position] = overlaps.get(position, 0.0) + mass
+            for term, mass in telling.items():
+                positions = with_term.get(term)
+                if positions:
+                    for position in positions:
+                        overlaps[position] += mass
             if overlaps:
-                phrasings = self._phrasings[index]
+                scales = self._phrasing_scales[index]
                 best_overlap = max(overlaps.values())
-                similarities = []
-                for position, overlap in overlaps.items():
-                    similarity = overlap / math.sqrt(total * phrasings[position].weight)
-                    similarities.append(similarity)
-                    if similarity > phrasing:
-                        phrasing, best_position = similarity, position
-                if index != out_of_scope:
-                    nearest += [(sim, index) for sim in heapq.nlargest(VOTERS, similarities)]
-            share = coverage[index] / total
+                touched = list(overlaps)
+                similarities = list(map(_mul, overlaps.values(), map(scales.__getitem__, touched)))
+                nearest_similarity = max(similarities)
+                phrasing = nearest_similarity * query_scale
+                best_position = touched[similarities.index(nearest_similarity)]
+                if index != out_of_scope and (
+                    len(voters) < VOTERS or nearest_similarity > voters[-1][0]
+                ):
+                    # Of the phrasings closest to the message across topics, each topic's
+                    # share is its vote (see _votes).
+                    voters = sorted(
+                        voters + [(sim, index) for sim in heapq.nlargest(VOTERS, similarities)],
+                        reverse=True,
+                    )[:VOTERS]
             if index == out_of_scope:
                 # The out-of-scope phrasings are unrelated to each other ("car oil", "massage
                 # my feet", "treat a burn at home"): together they "cover" any long message
@@ -673,21 +747,17 @@ class Matcher:
             score = share_of_coverage * share + (1.0 - share_of_coverage) * phrasing
             if index in self._safety_entries:
                 score *= lift
-            scored.append(
-                # Not capped: a long message can hold more evidence than its capped weight,
-                # and the ranking between such topics still counts.
-                _Scored(index, 100.0 * score, index in strong_entries, best_position,
-                        min(1.0, phrasing), 0.0)
-            )
-        # Of the phrasings closest to the message, across topics, each topic's share: a
-        # topic whose examples crowd the message's neighbourhood is a safer answer.
-        voters = heapq.nlargest(VOTERS, nearest)
-        mass = sum(sim for sim, _ in voters)
-        if mass:
-            votes: dict[int, float] = {}
-            for sim, index in voters:
-                votes[index] = votes.get(index, 0.0) + sim / mass
-            scored = [s._replace(vote=votes.get(s.index, 0.0)) for s in scored]
+            found.append((index, score, best_position, phrasing))
+            if index != out_of_scope:
+                best_scores = sorted([*best_scores, score])[-keep:]
+        votes = _votes(voters)
+        scored = [
+            # Not capped: a long message can hold more evidence than its capped weight, and
+            # the ranking between such topics still counts.
+            _Scored(index, 100.0 * score, index in strong_entries, position, min(1.0, phrasing),
+                    votes.get(index, 0.0))
+            for index, score, position, phrasing in found
+        ]
         scored.sort(key=lambda s: s.score, reverse=True)
         return scored
 
@@ -712,7 +782,9 @@ class Matcher:
             # The message says a phrasing the knowledge base says never to answer ("knead
             # bread dough"): whatever else it shares with a topic is incidental.
             return Assessment(message, vetoed=True)
-        scored = self._score(message.terms, RERANK_POOL)
+        said = frozenset(term for _at, term in message.sequence)
+        exact = self._said_by_one.get(said, -1) if all(t.known for t in message.terms) else -1
+        scored = self._score(message.terms, RERANK_POOL, exact)
         topics = tuple(s for s in scored if self._ids[s.index] is not None)
         if not topics:
             return Assessment(message)
@@ -720,10 +792,7 @@ class Matcher:
         top = topics[0]
         runner_up = topics[1].score if len(topics) > 1 else 0.0
         # Words only out-of-scope phrasings use ("car", "hair") count as unknown here too.
-        foreign = len(self._ids) - 1
-        unknown = [
-            t for t in message.terms if not t.known or self._postings[t.term].keys() == {foreign}
-        ]
+        unknown = [t for t in message.terms if not t.known or t.term in self._foreign_only]
         weight = sum(t.weight for t in message.terms)
         known_mass = {t.term: t.weight * t.factor for t in message.terms if t.known}
         explained = sum(
@@ -745,7 +814,7 @@ class Matcher:
         )
         safety = self._safety_share(known_mass)
         return Assessment(message, topics=topics, out_of_scope=out_of_scope,
-                          features=features, safety_share=safety)
+                          features=features, safety_share=safety, exact=exact)
 
     def decide(self, assessment: Assessment, params: Params | None = None) -> Match:
         """The decision for an assessed message; `params` overrides the decision thresholds
@@ -774,7 +843,19 @@ class Matcher:
             if safest is not None and safest not in close:
                 close = [*close[: MAX_CANDIDATES - 1], safest]
         candidates = tuple(self._candidate(s, assessment.message) for s in close)
-        if confidence >= p.answer_probability and not safety_question:
+        exact = next((s for s in topics if s.index == assessment.exact), None)
+        if exact is not None:
+            # What the author filed under one topic, word for word, is that topic's.
+            chosen = (exact, *(s for s in close if s is not exact))[:MAX_CANDIDATES]
+            return Match("answer", self._ids[exact.index],
+                         tuple(self._candidate(s, assessment.message) for s in chosen),
+                         confidence=confidence)
+        # A tie at the top is a coin toss, however sure each topic looks on its own; a short
+        # message with a word no topic uses ("massage oil for my beard") is likely about that
+        # word, which the knowledge base knows nothing of.
+        tied = len(topics) > 1 and topics[1].score > top.score - TIE
+        unsure = tied or assessment.features[FEATURE_INDEX["short_unknown"]] > 0
+        if confidence >= p.answer_probability and not safety_question and not unsure:
             return Match("answer", self._ids[top.index], candidates, confidence=confidence)
         if len(candidates) == 1 and confidence < p.lone_probability:
             return Match("fallback", None, (), confidence=confidence)
@@ -795,7 +876,7 @@ class Matcher:
         last = stem(self._canonical(words[-1])) if words else ""
         if words and not any(t.term == last for t in terms if t.known):
             terms += self._completions(words[-1], {t.term for t in terms})
-        scored = self._score(terms, max(limit, RERANK_POOL))
+        scored = self._score(terms, max(limit, RERANK_POOL), keep=max(limit, 0))
         found = [s for s in scored if self._ids[s.index] is not None and s.score >= SEARCH_MIN]
         return [self._candidate(s, message) for s in found[: max(limit, 0)]]
 
@@ -829,7 +910,18 @@ class Matcher:
 def _text_words(text: str) -> tuple[str, ...]:
     """The words of a knowledge-base text. Cached: cross-validation and calibration build
     hundreds of indexes over the same texts."""
-    return tuple(raw_words(text))
+    return tuple(raw_words(text, limit=None))
+
+
+def _votes(voters: list[tuple[float, int]]) -> dict[int, float]:
+    """Each entry's share of the phrasings nearest to the message (similarity, entry): an
+    entry whose examples crowd the message's neighbourhood is a safer answer."""
+    mass = sum(sim for sim, _index in voters if sim > 0.0)
+    votes: dict[int, float] = {}
+    for sim, index in voters:
+        if sim > 0.0:
+            votes[index] = votes.get(index, 0.0) + sim / mass
+    return votes
 
 
 def _evidence(field_weight: float, phrasings: int, central_base: float) -> float:

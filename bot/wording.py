@@ -16,7 +16,7 @@ from dataclasses import dataclass
 # Work caps for very long messages: a 4,000-character ramble still gets matched, on its
 # first words, and only a bounded number of words pay for a fuzzy look-up.
 MAX_CHARS = 4000
-MAX_WORDS = 160
+MAX_WORDS = 100
 
 # Function words and chat filler: they carry no topic. Negations and words like "long",
 # "often", "hard", "need", "after" stay, because they decide between topics.
@@ -93,6 +93,8 @@ _WORD_PATTERN = re.compile(r"[a-z0-9]+")
 _APOSTROPHES = str.maketrans("", "", "'\u2019\u2018`")
 # Telegram HTML and Markdown, and what people paste from the web: formatting, not words.
 _TAG = re.compile(r"</?[a-zA-Z][^<>]{0,200}>")
+_BREAK = re.compile(r"[.!?;\n]")
+_TRAILING = ".!?; \t\r\n"
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\s*\n+\s*|(?<=\?)(?=\S)")
 
 
@@ -105,13 +107,17 @@ def strip_markup(text: str) -> str:
     return text
 
 
-def raw_words(text: str) -> list[str]:
-    """Lower-case ASCII words of `text`, accents and apostrophes removed ("what's" -> "whats")."""
-    folded = strip_markup(text[:MAX_CHARS]).casefold()
+def raw_words(text: str, limit: int | None = MAX_WORDS) -> list[str]:
+    """Lower-case ASCII words of `text`, accents and apostrophes removed ("what's" -> "whats"):
+    the first `limit` of a message (None: all, for the knowledge base's own texts)."""
+    if limit is not None:
+        text = text[:MAX_CHARS]
+    folded = strip_markup(text).casefold()
     if not folded.isascii():  # most text is plain ASCII; decomposing it is wasted work
         folded = unicodedata.normalize("NFKD", folded)
         folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return _WORD_PATTERN.findall(folded.translate(_APOSTROPHES))[:MAX_WORDS]
+    words = _WORD_PATTERN.findall(folded.translate(_APOSTROPHES))
+    return words if limit is None else words[:limit]
 
 
 @dataclass(frozen=True)
@@ -128,13 +134,16 @@ def sentences(text: str) -> list[Sentence]:
     sentences are what it asks and the rest is context ("he drove 9 hours yesterday. is that
     a good idea?"); a message that is all question or all story is all question.
     """
+    text = strip_markup(text[:MAX_CHARS])
+    if not _BREAK.search(text.rstrip(_TRAILING)):
+        # Most messages are one sentence: no need to split, nor to tell question from story.
+        words = raw_words(text)
+        return [Sentence(words, True)] if words else []
     found: list[Sentence] = []
-    budget = MAX_WORDS
-    for part in _SENTENCE_END.split(strip_markup(text[:MAX_CHARS])):
-        words = raw_words(part)[:budget]
+    for part in _SENTENCE_END.split(text):
+        words = raw_words(part)
         if not words:
             continue
-        budget -= len(words)
         opener = next((w for w in words if w not in CHAT_OPENERS), "")
         asks = (
             part.rstrip().endswith("?")
@@ -142,11 +151,24 @@ def sentences(text: str) -> list[Sentence]:
             or any(canonical(word) in QUESTION_ANYWHERE for word in words)
         )
         found.append(Sentence(words, asks))
-        if budget <= 0:
-            break
+    if sum(len(s.words) for s in found) > MAX_WORDS:
+        found = _within_budget(found)
     if all(s.question for s in found) or not any(s.question for s in found):
         return [Sentence(s.words, True) for s in found]
     return found
+
+
+def _within_budget(found: list[Sentence]) -> list[Sentence]:
+    """At most MAX_WORDS words of a long message: its questions first, then the story
+    nearest to them, from the end, where the question of a long message usually is."""
+    order = sorted(range(len(found)), key=lambda i: (not found[i].question, -i))
+    budget, kept = MAX_WORDS, {}
+    for i in order:
+        if budget <= 0:
+            break
+        kept[i] = Sentence(found[i].words[:budget], found[i].question)
+        budget -= len(kept[i].words)
+    return [kept[i] for i in sorted(kept)]
 
 
 def stem(word: str) -> str:

@@ -87,14 +87,16 @@ def test_a_fit_on_the_small_knowledge_base_does_no_worse_than_where_it_started()
     before = total_utility(assess(knowledge, start, labelled, folds=3), start)
     params, after = fit(knowledge, labelled, start=start, ranking=False)
     assert after >= before
-    assert len(params.coefficients) == len(FEATURES)
+    assert len(params.coefficients) == len(params.features)
+    assert set(params.features) <= set(FEATURES)
 
 
 def test_the_shipped_parameters_are_a_complete_fit() -> None:
     record = json.loads(PARAMS_FILE.read_text(encoding="utf-8"))
     assert record["features"] == list(FEATURES)
     params = fitted_params()
-    assert len(params.coefficients) == len(FEATURES)
+    assert len(params.coefficients) == len(params.features)
+    assert set(params.features) <= set(FEATURES)
     assert 0.0 < params.answer_probability < 1.0
     assert "python -m bot.calibration" in record["fitted"]
 

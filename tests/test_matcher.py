@@ -257,10 +257,12 @@ def test_real_knowledge_base_out_of_scope_is_never_answered(real: Matcher, text:
 )
 def test_something_on_the_skin_gets_when_not_to_massage(real: Matcher, text: str) -> None:
     # Not friction's "work the knot" nor the finishing topic's "when it's over": these are
-    # things to massage around and have checked.
+    # things to massage around and have checked. Answered, or offered first.
     match = real.match(text)
     assert_invariants(match)
-    assert match.topic == "contraindications"
+    assert match.topic == "contraindications" or (
+        match.decision == "clarify" and match.candidates[0].topic == "contraindications"
+    )
 
 
 @pytest.mark.parametrize(
@@ -314,7 +316,12 @@ def test_stem_ying_only_becomes_ie_after_a_bare_consonant(a: str, b: str) -> Non
     ],
 )
 def test_real_knowledge_base_carer_words_and_stroking(real: Matcher, text: str, topic: str) -> None:
-    assert answered(real, text) == topic
+    # Carers' words lead to the topic: answered, or offered first beside a close second.
+    match = real.match(text)
+    assert_invariants(match)
+    assert match.topic == topic or (
+        match.decision == "clarify" and match.candidates[0].topic == topic
+    )
 
 
 @pytest.mark.parametrize(

@@ -31,8 +31,10 @@ async def test_only_an_admin_can_reload_the_knowledge_base(
         assert answer.text.startswith(knowledge.topics["petrissage"].title)
 
         (broken / "a.yaml").unlink()
-        for source in KNOWLEDGE_DIR.glob("*.yaml"):
-            (broken / source.name).write_text(source.read_text())
+        for source in KNOWLEDGE_DIR.rglob("*.yaml"):
+            target = broken / source.relative_to(KNOWLEDGE_DIR)
+            target.parent.mkdir(exist_ok=True)
+            target.write_text(source.read_text())
         [reloaded] = await admin.say("/reload")
         assert f"Reloaded: {knowledge.summary()}" in reloaded.text
     finally:

@@ -65,7 +65,7 @@ def step_number(output: Output) -> int | None:
 async def to_the_step_before_the_first_timed_one(ann: User, knowledge: KnowledgeBase) -> Output:
     """Start a session and stop on the untimed step whose Next starts a timer."""
     [screen] = await ann.say(f"/start session-{SESSION}")
-    for _ in knowledge.safety_check:
+    for _ in range(knowledge.safety_check.screens(SESSION)):
         [screen] = await ann.press(screen, "No")
     [screen] = await ann.press(screen, "Ready")
     steps = knowledge.sessions[SESSION].steps
@@ -221,7 +221,7 @@ async def test_3_a_failed_edit_on_next_still_moves_the_screen_on(
     assert moved.kind == "edit" and moved.message_id == screen.message_id
     assert "Safety check 2 of" in moved.text
     state = session_of(bot, ann.chat_id)
-    assert state is not None and state["safety_index"] == 1  # the store and the screen agree
+    assert state is not None and state["phase"] == "question"  # the store and the screen agree
 
 
 @pytest.mark.usefixtures("no_errors")
@@ -437,7 +437,7 @@ async def test_8_in_a_group_only_the_one_who_started_a_session_can_steer_it(
     ben = User(api, user_id=1002, chat_id=-100500, first_name="Ben")
     [screen] = await ann.say(f"/start session-{SESSION}")
     since = len(api.outputs)
-    press = ben.press_update(screen, screen.data_of("Yes"))  # Ben would stop Ann's session
+    press = ben.press_update(screen, screen.data_of("One of these"))  # would stop Ann's
     api.push(press)
     query_id = press["callback_query"]["id"]
     await api.wait_for(lambda: query_id in api.answered_queries, what="Ben's alert")
@@ -447,7 +447,7 @@ async def test_8_in_a_group_only_the_one_who_started_a_session_can_steer_it(
     [note] = await ben.say("stop", reply_to=screen)  # typed, in reply to the bot
     assert "belongs to Ann" in note.text
     state = session_of(bot, ann.chat_id)
-    assert state is not None and state["safety_index"] == 0  # nothing changed
+    assert state is not None and state["phase"] == "safety"  # nothing changed
     assert [o for o in api.outputs_in(ann.chat_id, since) if o.kind == "edit"] == []
     [second] = await ann.press(screen, "No")  # Ann's own press works
     assert "Safety check 2 of" in second.text
