@@ -28,7 +28,15 @@ from pathlib import Path
 
 from bot.evaluation import EvalQuestion, held_out, load_questions
 from bot.knowledge import KnowledgeBase, load_knowledge
-from bot.matcher import FEATURE_INDEX, FEATURES, Assessment, Match, Matcher, Params
+from bot.matcher import (
+    FEATURE_INDEX,
+    FEATURES,
+    Assessment,
+    Match,
+    Matcher,
+    Params,
+    cached_text_words,
+)
 from bot.wording import raw_words
 
 PARAMS_FILE = Path(__file__).resolve().parent / "matcher_params.json"
@@ -111,10 +119,11 @@ def assess(
     labels, and counted once.
     """
     held: dict[str, tuple[Matcher, EvalQuestion]] = {}
+    words_of = cached_text_words()
     for reduced, questions in held_out(knowledge, folds):
-        matcher = Matcher(reduced, params)
+        matcher = Matcher(reduced, params, words_of)
         held.update((_plain(q.q), (matcher, q)) for q in questions)
-    full = Matcher(knowledge, params)
+    full = Matcher(knowledge, params, words_of)
     samples = []
     for question in labelled:
         matcher, _ = held.pop(_plain(question.q), (full, question))

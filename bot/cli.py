@@ -12,7 +12,7 @@ from typing import TextIO
 
 from bot.clock import ScaledClock, SystemClock
 from bot.knowledge import KnowledgeBase, KnowledgeError, check_knowledge, load_knowledge
-from bot.matcher import Match, Matcher
+from bot.matcher import Match, Matcher, cached_text_words
 from bot.settings import Settings, SettingsError, load_settings
 from bot.store import StoreError
 
@@ -99,7 +99,10 @@ def cmd_eval(args: argparse.Namespace, knowledge: KnowledgeBase) -> int:
               file=sys.stderr)
         return 2
     if args.cross_validate:
-        report = cross_validate(knowledge, Matcher, args.folds)
+        words_of = cached_text_words()
+        report = cross_validate(
+            knowledge, lambda reduced: Matcher(reduced, words_of=words_of), args.folds
+        )
     else:
         report = evaluate(load_questions(Path(args.file)), Matcher(knowledge))
     if args.json:

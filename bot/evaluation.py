@@ -116,6 +116,8 @@ class EvalReport:
     in_scope: Tally = field(default_factory=Tally)
     out_of_scope: Tally = field(default_factory=Tally)
     by_style: dict[str, Tally] = field(default_factory=dict)
+    # In cross-validation: by where a phrasing came from (aliases, questions, examples, ...).
+    by_source: dict[str, Tally] = field(default_factory=dict)
     misses: list[Miss] = field(default_factory=list)
     # Per topic: [support, recalled, answered, right]; see TopicFigures.
     _topics: dict[str, list[int]] = field(default_factory=dict)
@@ -126,6 +128,8 @@ class EvalReport:
         tally = self.in_scope if question.in_scope else self.out_of_scope
         good = tally.add(question, match)
         self.by_style.setdefault(question.style, Tally()).add(question, match)
+        if question.source:
+            self.by_source.setdefault(question.source, Tally()).add(question, match)
         if question.in_scope:
             figures = self._topics.setdefault(question.expect[0], [0, 0, 0, 0])
             figures[0] += 1
@@ -189,6 +193,9 @@ class EvalReport:
             },
             "out_of_scope": {**self.out_of_scope.as_dict(), "false_answer": self.false_answer},
             "by_style": {style: tally.as_dict() for style, tally in sorted(self.by_style.items())},
+            "by_source": {
+                source: tally.as_dict() for source, tally in sorted(self.by_source.items())
+            },
             "topics": [
                 {**dataclasses.asdict(t), "precision": t.precision, "recall": t.recall}
                 for t in self.topics
@@ -344,6 +351,8 @@ def format_report(report: EvalReport, details: bool = True) -> str:
         "",
         _style_table(report.by_style),
     ]
+    if report.by_source:
+        lines += ["", _style_table(report.by_source, "source")]
     if not details:
         return "\n".join(lines)
     if report.confusions:
@@ -373,10 +382,10 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def _style_table(by_style: dict[str, Tally]) -> str:
+def _style_table(by_style: dict[str, Tally], heading: str = "style") -> str:
     """Right answer, wrong answer, clarify and fallback add up to 100% in every row; out of
     scope, an answer is always wrong and anything else is right."""
-    rows: list[Sequence[str]] = [("style", "n", "right", "wrong", "clarify", "fallback")]
+    rows: list[Sequence[str]] = [(heading, "n", "right", "wrong", "clarify", "fallback")]
     for style, tally in sorted(by_style.items()):
         counts = (tally.right, tally.wrong, tally.clarify, tally.fallback + tally.smalltalk)
         rows.append(

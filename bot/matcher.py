@@ -34,7 +34,7 @@ import itertools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import cache, lru_cache
 from importlib import resources
@@ -57,6 +57,7 @@ from bot.wording import (
 )
 
 Decision = Literal["answer", "clarify", "fallback", "smalltalk"]
+TextWords = Callable[[str], tuple[str, ...]]
 
 MAX_CORRECTIONS = 24
 # Longer "words" are keyboard mashing or pasted codes: not worth a fuzzy look-up.
@@ -203,13 +204,6 @@ class _Message:
     words: tuple[str, ...]  # every word, canonical, stop words kept (for small talk)
 
 
-@dataclass(frozen=True)
-class _Phrasing:
-    terms: frozenset[str]
-    weight: float  # total IDF of its terms
-    text: str
-
-
 class _Scored(NamedTuple):  # a dozen a question: a tuple is cheaper to make than a dataclass
     index: int
     score: float
@@ -236,8 +230,14 @@ class Assessment:
 class Matcher:
     """Answer, clarify or fall back for a chat message; see the module docstring."""
 
-    def __init__(self, knowledge: KnowledgeBase, params: Params | None = None) -> None:
+    def __init__(
+        self,
+        knowledge: KnowledgeBase,
+        params: Params | None = None,
+        words_of: TextWords | None = None,
+    ) -> None:
         self.params = p = params or fitted_params()
+        self._words_of = words_of or text_words
         # Entry i is topic ids[i]; the last entry, id None, is the out-of-scope pseudo-topic.
         self._ids: list[str | None] = [*knowledge.topics, None]
         self._safety_entries = frozenset(
@@ -346,22 +346,13 @@ class Matcher:
             for term, weight in weights.items()
             if weight >= strong_evidence
         }
-        self._out_of_scope_exact = {
+        out_of_scope_sets = {
             frozenset(terms) for _weight, _text, _phrase, terms in entry_fields[-1] if terms
         }
-        # A message that says exactly what one topic's title, alias, question or example says
-        # is what the author filed under that topic; said by two topics, it is ambiguous.
-        said_by: dict[frozenset[str], set[int]] = {}
-        for index, entry in enumerate(entry_fields[:-1]):
-            for _weight, _text, phrase, terms in entry:
-                if phrase and terms:
-                    said_by.setdefault(frozenset(terms), set()).add(index)
-        self._said_by_one = {
-            terms: next(iter(entries)) for terms, entries in said_by.items() if len(entries) == 1
-        }
+        self._out_of_scope_exact = {_term_set(terms) for terms in out_of_scope_sets}
         self._out_of_scope = [
             phrase
-            for phrase in self._out_of_scope_exact
+            for phrase in out_of_scope_sets
             if not phrase <= topic_words
         ]
         self._champions = {
@@ -374,45 +365,49 @@ class Matcher:
         self._foreign_only = frozenset(
             term for term, postings in self._postings.items() if postings.keys() == {foreign}
         )
-        self._phrasings: list[list[_Phrasing]] = []
-        for entry in entry_fields:
-            phrasings = []
-            for _weight, text, phrase, terms in entry:
-                if phrase and terms:
-                    unique = frozenset(terms)
-                    phrasings.append(_Phrasing(unique, sum(self._idf[t] for t in unique), text))
-            self._phrasings.append(phrasings)
-        # A phrasing's similarity to a message is overlap / sqrt(its weight * the message's).
-        self._phrasing_scales = [
-            [1.0 / math.sqrt(phrasing.weight) for phrasing in phrasings]
-            for phrasings in self._phrasings
-        ]
+        # Each entry's phrasings (titles, aliases, questions, examples) as term sets; only
+        # what scoring needs is kept of them: the text (to explain a match), a scale (a
+        # phrasing's similarity to a message is overlap / sqrt(its weight * the message's)),
+        # and which phrasings use each term, so reranking looks only at those.
+        self._phrasing_texts: list[list[str]] = []
+        self._phrasing_scales: list[list[float]] = []
+        self._phrasings_with: list[dict[str, tuple[int, ...]]] = []
         # Per entry and term, the largest scale of a phrasing using the term: a bound on how
         # close any of the entry's phrasings can come to a message.
         self._max_scales: list[dict[str, float]] = []
-        for phrasings, scales in zip(self._phrasings, self._phrasing_scales, strict=True):
-            best_scale: dict[str, float] = {}
-            for phrasing, scale in zip(phrasings, scales, strict=True):
-                for term in phrasing.terms:
-                    if scale > best_scale.get(term, 0.0):
-                        best_scale[term] = scale
-            self._max_scales.append(best_scale)
-        # Which of an entry's phrasings use a term, so reranking looks only at the phrasings
-        # that share a word with the message instead of testing every one.
-        self._phrasings_with: list[dict[str, tuple[int, ...]]] = []
-        for phrasings in self._phrasings:
+        # A message that says exactly what one topic's title, alias, question or example says
+        # is what the author filed under that topic; said by two topics, it is ambiguous.
+        said_by: dict[tuple[str, ...], set[int]] = {}
+        for index, entry in enumerate(entry_fields):
+            texts, scales = [], []
             with_term: dict[str, list[int]] = {}
-            for position, phrasing in enumerate(phrasings):
-                for term in phrasing.terms:
-                    with_term.setdefault(term, []).append(position)
+            best_scale: dict[str, float] = {}
+            for _weight, text, phrase, terms in entry:
+                if not (phrase and terms):
+                    continue
+                unique = frozenset(terms)
+                scale = 1.0 / math.sqrt(sum(self._idf[t] for t in unique))
+                for term in unique:
+                    with_term.setdefault(term, []).append(len(texts))
+                    best_scale[term] = max(best_scale.get(term, 0.0), scale)
+                texts.append(text)
+                scales.append(scale)
+                if index != foreign:
+                    said_by.setdefault(_term_set(unique), set()).add(index)
+            self._phrasing_texts.append(texts)
+            self._phrasing_scales.append(scales)
             self._phrasings_with.append({t: tuple(p) for t, p in with_term.items()})
+            self._max_scales.append(best_scale)
+        self._said_by_one = {
+            terms: next(iter(entries)) for terms, entries in said_by.items() if len(entries) == 1
+        }
         # The entries a term supports strongly: named in a title, alias or question.
         strong: dict[str, set[int]] = {term: set() for term in self._postings}
         for index, weights in enumerate(evidence):
             for term, weight in weights.items():
                 if weight >= strong_evidence:
                     strong[term].add(index)
-        self._strong_entries = {term: frozenset(found) for term, found in strong.items()}
+        self._strong_entries = {term: frozenset(found) for term, found in strong.items() if found}
 
         # Correction candidates by first letter and length: a typo keeps both, nearly.
         self._by_start: dict[tuple[str, int], list[str]] = {}
@@ -441,7 +436,7 @@ class Matcher:
         """Content terms of a knowledge-base text, recording each word in the vocabulary;
         `phrase` when the text is a title, alias or question, not answer text."""
         terms = []
-        for word in map(self._canonical, _text_words(text)):
+        for word in map(self._canonical, self._words_of(text)):
             self._uses[word] = self._uses.get(word, 0) + 1
             if phrase:
                 self._phrase_words.add(word)
@@ -573,7 +568,7 @@ class Matcher:
         is not, and "a clot in his leg, can I still massage his back" is not "leg massage".
         A phrasing's words must all fall within its length plus PHRASE_SLACK words.
         """
-        if frozenset(term for _at, term in message.sequence) in self._out_of_scope_exact:
+        if _term_set(term for _at, term in message.sequence) in self._out_of_scope_exact:
             return True  # the whole message is one of them, even "what time is it"
         hits = [(at, term) for at, term in message.sequence if term in self._out_of_scope_terms]
         said = frozenset(term for _at, term in hits)
@@ -684,7 +679,9 @@ class Matcher:
             lift += self.params.safety_boost * self._safety_share(query)
         share_of_coverage = self.params.coverage_share
         asked = frozenset(query)
-        strong_entries = frozenset().union(*(self._strong_entries[term] for term in asked))
+        strong_entries = frozenset().union(
+            *(self._strong_entries.get(term, ()) for term in asked)
+        )
         query_scale = 1.0 / math.sqrt(total)
         # Phrasings are compared on the message's most telling words: the rest barely move a
         # similarity, and every word costs a pass over the phrasings that use it.
@@ -782,7 +779,7 @@ class Matcher:
             # The message says a phrasing the knowledge base says never to answer ("knead
             # bread dough"): whatever else it shares with a topic is incidental.
             return Assessment(message, vetoed=True)
-        said = frozenset(term for _at, term in message.sequence)
+        said = _term_set(term for _at, term in message.sequence)
         exact = self._said_by_one.get(said, -1) if all(t.known for t in message.terms) else -1
         scored = self._score(message.terms, RERANK_POOL, exact)
         topics = tuple(s for s in scored if self._ids[s.index] is not None)
@@ -898,7 +895,7 @@ class Matcher:
         topic = self._ids[scored.index]
         assert topic is not None  # callers pass topics only, never the out-of-scope entry
         phrasing = (
-            self._phrasings[scored.index][scored.phrasing].text if scored.phrasing >= 0 else ""
+            self._phrasing_texts[scored.index][scored.phrasing] if scored.phrasing >= 0 else ""
         )
         words = tuple(
             t.word for t in message.terms if scored.index in self._postings.get(t.term, ())
@@ -906,11 +903,21 @@ class Matcher:
         return Candidate(topic, round(min(100.0, scored.score), 1), phrasing, words)
 
 
-@lru_cache(maxsize=1 << 16)
-def _text_words(text: str) -> tuple[str, ...]:
-    """The words of a knowledge-base text. Cached: cross-validation and calibration build
-    hundreds of indexes over the same texts."""
+def _term_set(terms: Iterable[str]) -> tuple[str, ...]:
+    """A set of terms as a dictionary key: a sorted tuple takes a third of a frozenset's
+    memory, and the index keeps thousands."""
+    return tuple(sorted(set(terms)))
+
+
+def text_words(text: str) -> tuple[str, ...]:
+    """The words of a knowledge-base text, all of them."""
     return tuple(raw_words(text, limit=None))
+
+
+def cached_text_words() -> TextWords:
+    """`text_words` with a memory of its own: for cross-validation and calibration, which
+    build hundreds of indexes over the same texts. The bot builds one and keeps no cache."""
+    return lru_cache(maxsize=None)(text_words)
 
 
 def _votes(voters: list[tuple[float, int]]) -> dict[int, float]:

@@ -243,3 +243,12 @@ def test_cross_validation_with_the_real_matcher_is_honest(small_kb: KnowledgeBas
     assert missed["draping"] != "answer: towels-and-washing"
     # A phrasing other phrasings back up is still found without itself.
     assert "what is petrissage" not in missed
+
+
+def test_cross_validation_reports_each_source_apart(small_kb: KnowledgeBase) -> None:
+    report = cross_validate(small_kb, Matcher)
+    assert set(report.by_source) == {"aliases", "questions", "out_of_scope"}
+    assert sum(t.total for t in report.by_source.values()) == (
+        report.in_scope.total + report.out_of_scope.total
+    )
+    assert "source " in format_report(report)
