@@ -67,7 +67,7 @@ DECISION_GRID: dict[str, Sequence[float]] = {
                            0.9, 0.95],
     "clarify_min": [10.0, 15.0, 20.0, 25.0, 30.0, 35.0],
     "clarify_spread": [5.0, 10.0, 15.0, 20.0, 25.0, 30.0],
-    "lone_probability": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+    "lone_probability": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "safety_share": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.01],
 }
 RANKING_GRID: dict[str, Sequence[float]] = {
@@ -78,6 +78,7 @@ RANKING_GRID: dict[str, Sequence[float]] = {
     "saturation": [2.0, 3.0, 4.0],
     "coverage_share": [0.35, 0.5, 0.65],
     "story": [0.35, 0.5, 0.7, 0.85, 1.0],
+    "question_view": [0.0, 0.8, 0.9, 1.0],
     "safety_boost": [0.0, 0.25, 0.5],
     "specificity": [0.0, 0.25, 0.5],
     "length_norm": [0.0, 0.1, 0.2],

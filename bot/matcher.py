@@ -101,7 +101,7 @@ FEATURES = (
     "out_of_scope_margin",  # its lead over the nearest out-of-scope phrasing
     "unknown_share",  # how much of the message's weight is in words no topic uses
     "strong",  # 1 when a title, alias or question supports it, not only answer text
-    "short_unknown",  # 1 for a short message holding a word no topic uses
+    "short_unknown",  # 1 for a short message holding a word no topic uses (or not the best)
     "phrasing",  # how closely its single best phrasing matches the message, 0..1
     "explained",  # how much of the message's known weight the topic uses at all
     "vote",  # its share of the phrasings nearest to the message, across topics
@@ -133,6 +133,7 @@ class Params:
     saturation: float = 3.0  # past this many rare words' worth, more words no longer dilute
     coverage_share: float = 0.5  # score = share * coverage + (1 - share) * best phrasing
     story: float = 0.5  # weight of a word in the story around the question
+    question_view: float = 0.0  # weight of the question alone, as a second view; 0: off
     safety_boost: float = 0.0  # lift of safety topics, per unit of safety share
     # Decision.
     features: tuple[str, ...] = ("margin", "out_of_scope_margin", "unknown_share")
@@ -141,7 +142,7 @@ class Params:
     answer_probability: float = 0.5  # P(best topic is right) needed to answer
     clarify_min: float = 25.0  # a topic scoring less is never offered
     clarify_spread: float = 20.0  # runners-up offered are within this of the best
-    lone_probability: float = 0.2  # a single did-you-mean needs this, else fallback
+    lone_probability: float = 0.2  # a topic with no other near it is answered from this
     safety_share: float = 0.35  # a message this much in safety words is a safety question
 
     @classmethod
@@ -195,6 +196,7 @@ class _Term:
     weight: float  # IDF of the term, times the story weight if only in the story
     factor: float  # 1.0 if typed as in the knowledge base, less if corrected
     known: bool
+    corrected: bool = False  # a guess at a typo: maybe a real word the knowledge base lacks
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ class _Message:
     terms: list[_Term]  # each term once
     sequence: tuple[tuple[int, str], ...]  # (word position, term) in order, repeats kept
     words: tuple[str, ...]  # every word, canonical, stop words kept (for small talk)
+    question: list[_Term]  # the terms of its question sentences, when it also tells a story
 
 
 class _Scored(NamedTuple):  # a dozen a question: a tuple is cheaper to make than a dataclass
@@ -494,17 +497,25 @@ class Matcher:
         story = self.params.story
 
         def add(at: int, term: str, word: str, scale: float, factor: float,
-                known: bool = True) -> None:
+                known: bool = True, corrected: bool = False) -> None:
             sequence.append((at, term))
             old = terms.get(term)
             weight = (self._idf[term] if known else self._unknown_idf) * scale
             if old is None or old.weight * old.factor < weight * factor:
-                terms[term] = _Term(term, old.word if old else word, weight, factor, known)
+                typed = old is not None and not old.corrected
+                terms[term] = _Term(term, old.word if old else word, weight, factor, known,
+                                    corrected and not typed)
+            if mixed and scale == 1.0 and term not in asked:
+                asked[term] = _Term(term, word, weight, factor, known, corrected)
 
         corrections = 0
         position = -1
         spelling, surface = self._spelling, self._surface
-        for sentence in sentences(text):
+        found = sentences(text)
+        # A message that mixes a story and a question also gets its question weighed alone.
+        mixed = any(s.question for s in found) and not all(s.question for s in found)
+        asked: dict[str, _Term] = {}
+        for sentence in found:
             scale = 1.0 if sentence.question else story
             previous = ""
             for raw in sentence.words:
@@ -535,15 +546,18 @@ class Matcher:
                     if fixed is not None:
                         if self._surface[fixed]:  # a typo of a stop word ("wich") just vanishes
                             add(position, self._surface[fixed], raw, scale,
-                                self.params.corrected)
+                                self.params.corrected, corrected=True)
                         continue
                     parts = self._split(word)
                     if parts:
                         for part in parts:
-                            add(position, part, raw, scale, self.params.corrected)
+                            add(position, part, raw, scale, self.params.corrected,
+                                corrected=True)
                         continue
                 add(position, stem(word), raw, scale, 1.0, known=False)
-        return _Message(list(terms.values()), tuple(sequence), tuple(all_words))
+        return _Message(
+            list(terms.values()), tuple(sequence), tuple(all_words), list(asked.values())
+        )
 
     def _known_term(self, word: str) -> str | None:
         """The term of a word the knowledge base never spells this way, if one of its forms
@@ -782,6 +796,18 @@ class Matcher:
         said = _term_set(term for _at, term in message.sequence)
         exact = self._said_by_one.get(said, -1) if all(t.known for t in message.terms) else -1
         scored = self._score(message.terms, RERANK_POOL, exact)
+        if message.question and self.params.question_view:
+            # The question alone may point more clearly than the story around it ("...she
+            # loves a back rub before she settles. Once it's over, what should I do?"): each
+            # topic keeps the better of its two scores.
+            view = self.params.question_view
+            alone = self._score(message.question, RERANK_POOL, exact)
+            best = {s.index: s for s in scored}
+            for s in alone:
+                s = s._replace(score=s.score * view)
+                if s.index not in best or s.score > best[s.index].score:
+                    best[s.index] = s
+            scored = sorted(best.values(), key=lambda s: s.score, reverse=True)
         topics = tuple(s for s in scored if self._ids[s.index] is not None)
         if not topics:
             return Assessment(message)
@@ -795,13 +821,21 @@ class Matcher:
         explained = sum(
             mass for term, mass in known_mass.items() if top.index in self._postings[term]
         )
+        # A short message is about a word it holds that no topic uses, or that was read as
+        # a typo of a word the best topic does not use ("massage oil for my beard": "board").
+        unexplained = len(unknown) + sum(
+            1 for t in message.terms
+            if t.corrected and t.known and top.index not in self._postings[t.term]
+        )
         features = (
             top.score / 100.0,
             (top.score - runner_up) / 100.0,
             (top.score - out_of_scope) / 100.0,
             sum(t.weight for t in unknown) / weight if weight else 0.0,
             1.0 if top.strong else 0.0,
-            1.0 if unknown and len(message.terms) - len(unknown) <= SHORT_KNOWN_TERMS else 0.0,
+            1.0
+            if unexplained and len(message.terms) - unexplained <= SHORT_KNOWN_TERMS
+            else 0.0,
             top.similarity,
             explained / sum(known_mass.values()),
             top.vote,
@@ -852,9 +886,14 @@ class Matcher:
         # word, which the knowledge base knows nothing of.
         tied = len(topics) > 1 and topics[1].score > top.score - TIE
         unsure = tied or assessment.features[FEATURE_INDEX["short_unknown"]] > 0
-        if confidence >= p.answer_probability and not safety_question and not unsure:
+        if not (safety_question or unsure) and (
+            confidence >= p.answer_probability
+            # A topic that stands alone, no other near it, needs less to be answered.
+            or (len(candidates) == 1 and confidence >= p.lone_probability)
+        ):
             return Match("answer", self._ids[top.index], candidates, confidence=confidence)
-        if len(candidates) == 1 and confidence < p.lone_probability:
+        if len(candidates) == 1:
+            # One weak guess is no help as a choice: that is a fallback.
             return Match("fallback", None, (), confidence=confidence)
         return Match("clarify", None, candidates, confidence=confidence)
 
