@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: chat test bot check eval bench lint clean
+.PHONY: chat test bot check eval fit bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ check: $(STAMP)
 
 eval: $(STAMP)
 	$(BIN)/massage-bot eval ../shared/eval/questions-dev.yaml
+	$(BIN)/massage-bot eval --cross-validate --folds 10
+
+# Refit the matcher's weights and thresholds (about 20 minutes; writes bot/matcher_params.json).
+LABELLED := ../shared/eval/questions-dev.yaml $(wildcard tests/fixtures/matcher/heldout-*.yaml)
+BLIND := $(wildcard tests/fixtures/matcher/blind-wave*.yaml)
+fit: $(STAMP)
+	$(BIN)/python -m bot.calibration $(LABELLED) --validate $(BLIND)
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .

@@ -9,21 +9,28 @@ How a message is scored (every index is built once, in the constructor):
 
 1. Words: markup stripped, folded, stop words and the knowledge base's `ignore` words dropped,
    its `synonyms` applied, lightly stemmed (`bot/wording.py`). A word the knowledge base never
-   uses is corrected against its titles, aliases and questions (rapidfuzz edit distance).
+   uses is corrected against its titles, aliases, questions and examples (edit distance).
 2. Weight: each word weighs its rarity across topics (IDF), times `story` when it is in the
    story around the question rather than in the question sentence itself.
 3. Topic score = how much of the message the topic's vocabulary explains (titles and aliases
-   count fully, example questions and answer text less), blended with how closely the message
-   matches the topic's single best title, alias or question. Safety topics are lifted in
-   proportion to how much of the message is in words the safety topics use.
-4. Decision: a logistic model of "the best topic is right", over the best score, its lead over
-   the next topic and over the nearest out-of-scope phrasing, and how much of the message is
-   unknown words. Answer when that probability is high enough and the message is not a safety
-   question led by a comfort topic; else offer the plausible topics ("did you mean"); a lone
-   weak guess, or a message nearer to an out-of-scope phrasing, is a fallback.
+   count fully, questions, examples and answer text less), blended with how closely the
+   message matches the topic's single nearest phrasing. A message that tells a story and asks
+   a question is also scored on its question alone; each topic keeps its better score.
+4. Decision: a logistic model of "the best topic is right" over a few features of the
+   ranking (its lead over the nearest out-of-scope phrasing, its share of the nearest
+   phrasings across topics, how much of the message is unknown, ...). It answers when that
+   probability is high enough, or a lower bar when no other topic is near; it asks back
+   ("did you mean") with the close runners-up when unsure, on a tie at the top, on a short
+   message holding a word it cannot place, and on a safety question (pain, a condition, a
+   medicine) led by a comfort topic, then with the nearest safety topic among the choices.
+   A message that says exactly one topic's phrasing is that topic's; one nearer to an
+   out-of-scope phrasing, or with only a lone weak guess, gets the fallback. Chit-chat
+   ("thanks!") is small talk, never a topic.
 
 Every weight and threshold is in `Params`, fitted by cross-validation on the knowledge base's
-own phrasings and on labelled questions (`python -m bot.calibration`), not set by hand.
+own phrasings and on labelled questions, and the decision's features are chosen on blind
+sets held out in turn (`python -m bot.calibration`, `make fit`): none is set by hand. The
+constants below are work caps and what a tie is.
 """
 
 from __future__ import annotations
