@@ -80,6 +80,7 @@ PHRASE_SLACK = 1
 MAX_COMPLETIONS = 12
 # A term reaches its full evidence for a topic when this many of the topic's phrasings use it.
 CENTRAL_USES = 3
+# Inline search (as one types) lists topics scoring at least this.
 SEARCH_MIN = 5.0
 # Scores (0..100) closer than this are a tie: the ranking cannot tell the topics apart.
 TIE = 1.0
@@ -95,10 +96,10 @@ LONG_MESSAGE_TERMS = 12
 # The phrasings nearest to a message, across topics, that vote on how crowded its best
 # topic's neighbourhood is.
 VOTERS = 5
-# Of those, at most this many are compared phrasing by phrasing.
-PHRASING_TERMS = 16
-# At most this many of a message's words are scored, the most telling ones.
+# At most this many of a message's words are scored, the most telling ones, and of those at
+# most PHRASING_TERMS are compared phrasing by phrasing.
 MAX_SCORED_TERMS = 24
+PHRASING_TERMS = 16
 
 # What the decision model can weigh; `Params.features` says which it does, in the order of
 # `Params.coefficients` (chosen by `bot/calibration.py` on held-out sets).
