@@ -50,9 +50,6 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 EQUIPMENT_LIST = "equipment"
 RELOAD_PROBLEMS_SHOWN = 10
 HANDS_FREE_KEY = "hands_free"
-# Questions longer than this are cut before matching: the gist of a message is in its start,
-# and a 4,000-character paste should not cost more than a paragraph.
-MAX_QUESTION_CHARS = 600
 
 _START_SESSION = re.compile(
     r"^\s*(?:let'?s\s+)?(?:start|begin|do|run|launch)\s+(?:a\s+|the\s+|my\s+)?"
@@ -232,7 +229,8 @@ class Conversation:
                 return self._session_act(chat_id, state, self.engine.act(state, command))
         if _START_SESSION.match(text):
             return self._session_picker(chat_id)
-        match = self.matcher.match(text[:MAX_QUESTION_CHARS])
+        # The matcher bounds its own work and keeps a long message's question sentences.
+        match = self.matcher.match(text)
         log.info("match decision=%s topic=%s", match.decision, match.topic)
         response = reply_for_match(match, self.knowledge)
         if state is not None:
@@ -298,7 +296,7 @@ class Conversation:
     def inline_answers(self, query: str, limit: int = 5) -> list[Topic]:
         return [
             self.knowledge.topics[candidate.topic]
-            for candidate in self.matcher.search(query[:MAX_QUESTION_CHARS], limit=limit)
+            for candidate in self.matcher.search(query, limit=limit)
             if candidate.topic in self.knowledge.topics
         ]
 

@@ -119,3 +119,15 @@ def test_eval_on_the_dev_set_holds_its_floor() -> None:
     done = massage_bot("eval", str(DEV_SET), "--min-direct", "50", "--max-wrong", "10")
     assert done.returncode == 0, done.stderr
     assert "Confusions" in done.stdout or "wrong answer      0.0%" in done.stdout
+
+
+def test_ask_json_marks_small_talk_as_no_answer() -> None:
+    done = massage_bot("ask", "--json", stdin="thanks!\nhello there\nhow do i do petrissage\n")
+    objects = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(o["decision"], o["topic"]) for o in objects[:2]] == [
+        ("smalltalk", None), ("smalltalk", None),
+    ]  # fmt: skip
+    assert objects[0]["smalltalk"] == "thanks"
+    assert objects[2]["topic"] == "petrissage"
+    assert objects[2]["candidates"][0]["phrasing"]  # why: the phrasing that matched best
+    assert "petrissage" in objects[2]["candidates"][0]["words"]

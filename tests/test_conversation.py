@@ -395,3 +395,22 @@ def test_hands_free_switched_in_a_session_is_remembered(conversation: Conversati
     assert "Hands-free is off" in text_of(off)
     conversation.handle_command(CHAT, "stop")
     assert "OFF" in text_of(conversation.handle_command(CHAT, "settings"))
+
+
+def test_small_talk_gets_a_friendly_word_and_the_menu(conversation: Conversation) -> None:
+    thanks = conversation.handle_text(CHAT, "thanks so much!")
+    assert "welcome" in text_of(thanks).lower()
+    assert labels(thanks) == [b.label for row in MENU_BUTTONS for b in row]
+    help_screen = conversation.handle_text(CHAT, "help")
+    assert "/session" in text_of(help_screen)
+    hello = conversation.handle_text(CHAT, "hiya")
+    assert "ask me" in text_of(hello).lower()
+
+
+def test_a_long_story_keeps_its_question_at_the_end(
+    conversation: Conversation, knowledge: KnowledgeBase
+) -> None:
+    story = "My mum has been in bed since her fall and the nurse comes on Tuesdays. " * 20
+    response = conversation.handle_text(CHAT, story + "How do I stop her getting bedsores?")
+    titles = [m.title for m in response.replies] + labels(response)
+    assert knowledge.topics["bedsore-prevention"].title in titles
