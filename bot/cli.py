@@ -36,6 +36,13 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     if knowledge is None:
         _print_problems(problems, sys.stdout)
         return 1
+    for problem in problems:
+        print(problem)
+    if problems:
+        # The bot would run on it, but a clean check is what an author aims for (and CI holds).
+        print(f"{directory}: loads ({knowledge.summary()}), with {len(problems)} warning(s) "
+              "to fix.")
+        return 1
     print(f"{directory}: OK: {knowledge.summary()}")
     return 0
 

@@ -328,7 +328,8 @@ class Conversation:
         self.matcher = Matcher(knowledge)
         self.engine = SessionEngine(knowledge, self.clock)
         log.info("knowledge base reloaded: %s", knowledge.summary())
-        return reply(f"Reloaded: {knowledge.summary()}.", title="Knowledge base")
+        warned = f" {len(problems)} warning(s): run massage-bot check." if problems else ""
+        return reply(f"Reloaded: {knowledge.summary()}.{warned}", title="Knowledge base")
 
     def step_countdown(self, chat_id: int) -> Countdown | None:
         """Time left on the running step's timer, for a front end's countdown."""
