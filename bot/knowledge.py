@@ -75,6 +75,9 @@ REQUIRED_TOPIC_IDS = (
 REQUIRED_SESSION_IDS = ("full-back", "quick-back", "bedside-back-rub")
 
 ID_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# Ids travel in button data (Telegram allows 64 bytes), beside a prefix and a feedback handle
+# ("fb:+:<11 characters>:<topic id>", bot/conversation.py).
+MAX_ID_CHARS = 32
 # A step longer than this is almost certainly a typo (seconds meant as minutes times 60 twice).
 MAX_STEP_SECONDS = 30 * 60
 # Telegram caps a message at 4,096 characters; an answer must fit with its title.
@@ -456,6 +459,9 @@ def _checked_id(node: _Node, file: str, where: str, out: _Collector) -> str:
     value = _text(node, "id", file, where, out)
     if value and not ID_PATTERN.match(value):
         out.add(file, _line_of(node, "id"), f"{where}.id", f"{value!r} is not kebab-case")
+    elif len(value) > MAX_ID_CHARS:
+        out.add(file, _line_of(node, "id"), f"{where}.id",
+                f"{value!r} is longer than {MAX_ID_CHARS} characters (it goes into buttons)")
     return value
 
 

@@ -91,6 +91,7 @@ def test_unknown_related_id_names_file_line_and_field(tmp_path: Path) -> None:
         (("title: Kneading", "title: [a, b]"), "kneading.title: must be a string, not a list"),
         (("kind: technique", "kind: recipe"), "topic kneading.kind: unknown kind 'recipe'"),
         (("id: kneading", "id: Kneading_Strokes"), "is not kebab-case"),
+        (("id: kneading", "id: kneading-" + "x" * 30), "longer than 32 characters"),
         (("questions: [how do i knead]", "questions: ['']"), "questions[0]: must be a non-empty"),
     ],
 )
