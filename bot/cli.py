@@ -121,6 +121,7 @@ def cmd_eval(args: argparse.Namespace, knowledge: KnowledgeBase) -> int:
 
 def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase) -> int:
     from bot.conversation import Conversation
+    from bot.misses import MissesPolicy
     from bot.store import Store
     from bot.terminal import TerminalChat, run_chat
 
@@ -133,7 +134,8 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeB
         _load_history(history)
     try:
         conversation = Conversation(
-            knowledge=knowledge, matcher=Matcher(knowledge), store=store, clock=clock
+            knowledge=knowledge, matcher=Matcher(knowledge), store=store, clock=clock,
+            misses_policy=MissesPolicy.from_settings(settings, "terminal"),
         )
         chat = TerminalChat(conversation=conversation, clock=clock, out=sys.stdout)
         return run_chat(chat, read_line=input if interactive else _read_stdin_line,
