@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
+
+import yaml
 
 from bot.clock import ScaledClock, SystemClock
 from bot.knowledge import KnowledgeBase, KnowledgeError, check_knowledge, load_knowledge
@@ -108,7 +111,18 @@ def cmd_eval(args: argparse.Namespace, knowledge: KnowledgeBase) -> int:
     if args.cross_validate:
         report = cross_validate(knowledge, Matcher, args.folds)
     else:
-        report = evaluate(load_questions(Path(args.file)), Matcher(knowledge))
+        try:
+            questions = load_questions(Path(args.file))
+        except (ValueError, yaml.YAMLError) as error:
+            # A file of misses being labelled: an entry left empty, or a slip in the YAML.
+            print(f"massage-bot eval: {error}", file=sys.stderr)
+            return 1
+        unknown = sorted({t for q in questions for t in q.expect} - set(knowledge.topics))
+        if unknown:
+            print(f"massage-bot eval: {args.file}: expect names unknown topic id(s): "
+                  f"{', '.join(unknown)}", file=sys.stderr)
+            return 1
+        report = evaluate(questions, Matcher(knowledge))
     if args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:
@@ -251,6 +265,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `massage-bot misses | head`: the reader has all it wanted.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (nothing more is written)
+        return 0
     except FileNotFoundError as error:
         print(f"massage-bot: {error.strerror}: {error.filename}", file=sys.stderr)
         return 1
