@@ -1,4 +1,4 @@
-"""`massage-bot chat | run | ask | check | eval`."""
+"""`massage-bot chat | run | ask | check | eval | misses`."""
 
 from __future__ import annotations
 
@@ -133,6 +133,42 @@ def cmd_eval(args: argparse.Namespace, knowledge: KnowledgeBase) -> int:
     return 1 if breaches else 0
 
 
+def cmd_misses(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase) -> int:
+    """The misses log of the Telegram bot and the terminal chat (or the given databases),
+    grouped into clusters, for the knowledge base's author."""
+    from datetime import timedelta
+
+    from bot.misses import log_day
+    from bot.misses_report import FORMATS, Report, cluster, fit_similarity
+    from bot.store import Store
+
+    if args.since is not None and args.since < 1:
+        print("massage-bot misses: --since must be at least 1 day", file=sys.stderr)
+        return 2
+    paths = [Path(p) for p in args.db] if args.db else [
+        settings.database_path, settings.data_dir / TERMINAL_DATABASE
+    ]
+    found = [path for path in paths if path.is_file()]
+    if args.db and len(found) < len(paths):
+        missing = next(path for path in paths if not path.is_file())
+        print(f"massage-bot misses: no such database: {missing}", file=sys.stderr)
+        return 1
+    if not found:
+        print(f"massage-bot misses: nothing logged yet in {settings.data_dir} (run the bot "
+              "or the chat first, with MISSES_LOG on)", file=sys.stderr)
+    rows = []
+    since = ""
+    for path in found:
+        with Store.open(path) as store:
+            if args.since is not None:
+                since = (log_day(store) - timedelta(days=args.since - 1)).isoformat()
+            rows += store.misses(since)
+    report = Report(cluster(rows, fit_similarity(knowledge)), knowledge, Matcher(knowledge),
+                    since)
+    print(FORMATS[args.format](report))
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase) -> int:
     from bot.conversation import Conversation
     from bot.misses import MissesPolicy
@@ -233,6 +269,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--max-oos", type=float, metavar="PCT",
                             help="exit 1 if out-of-scope questions answered are above PCT")
     evaluation.add_argument("--kb", help="knowledge base directory")
+    misses = sub.add_parser(
+        "misses",
+        help="what people asked and didn't get, grouped, for the knowledge base's author",
+        description="The misses log (messages that got a did-you-mean or a fallback, answers "
+        "marked not what was asked) grouped into clusters of similar messages, biggest first: "
+        "how many, examples, what was offered, what people picked, and what the knowledge base "
+        "does with them now. --format yaml writes evaluation entries {q, expect, style} to "
+        "label and review into knowledge/examples/.",
+    )
+    misses.add_argument("--since", type=int, metavar="DAYS",
+                        help="only the last DAYS days (default: the whole log)")
+    misses.add_argument("--format", choices=("text", "yaml", "json"), default="text")
+    misses.add_argument("--db", action="append", metavar="FILE",
+                        help="a database to read (repeatable; default: the bot's and the "
+                        "terminal chat's in DATA_DIR)")
+    misses.add_argument("--kb", help="knowledge base directory")
     return parser
 
 
@@ -256,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ask(args, knowledge)
         if command == "eval":
             return cmd_eval(args, knowledge)
+        if command == "misses":
+            return cmd_misses(args, settings, knowledge)
         return cmd_chat(args, settings, knowledge)
     except KnowledgeError as error:
         _print_problems(error.problems, sys.stderr)

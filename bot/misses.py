@@ -59,6 +59,11 @@ def clean_text(text: str) -> str:
     return " ".join(text.split())[:MAX_TEXT_CHARS].rstrip()
 
 
+def log_day(store: Store) -> date:
+    """The log's day: the UTC date by the store's clock (the one its keep times count in)."""
+    return datetime.fromtimestamp(store.now(), UTC).date()
+
+
 def scored(candidates: tuple[Candidate, ...] | list[Candidate]) -> Scored:
     return tuple((candidate.topic, candidate.score) for candidate in candidates)
 
@@ -104,8 +109,7 @@ class MissesLog:
         self.prune()  # start-up
 
     def today(self) -> date:
-        """The day in UTC by the store's clock (the one its keep times count in)."""
-        return datetime.fromtimestamp(self.store.now(), UTC).date()
+        return log_day(self.store)
 
     @property
     def enabled(self) -> bool:

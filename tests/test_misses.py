@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -358,8 +358,6 @@ def test_a_database_of_the_previous_version_gains_the_log_and_keeps_its_sessions
 def test_the_longest_topic_id_allowed_still_fits_its_feedback_buttons(
     knowledge: KnowledgeBase,
 ) -> None:
-    from dataclasses import replace
-
     from bot.conversation import did_you_mean, topic_reply
     from bot.knowledge import MAX_ID_CHARS
     from bot.misses import new_ref
@@ -370,3 +368,14 @@ def test_the_longest_topic_id_allowed_still_fits_its_feedback_buttons(
     assert labels(shown)[-1] == "👎 Not what I asked"
     longer = replace(knowledge, topics={**knowledge.topics, long_id: topic})
     assert labels(did_you_mean("?", [long_id], longer, new_ref()))[0] == topic.title
+
+
+def test_what_counts_as_similar_is_fitted_on_the_knowledge_base(knowledge: KnowledgeBase) -> None:
+    from bot.misses_report import DEFAULT_SIMILARITY, LOOSEST, content_key, fit_similarity
+
+    fitted = fit_similarity(knowledge)
+    assert LOOSEST < fitted < 100
+    assert fit_similarity(knowledge, precision=0.97) >= fitted  # stricter, never looser
+    tiny = replace(knowledge, topics={"petrissage": knowledge.topics["petrissage"]})
+    assert fit_similarity(tiny) == DEFAULT_SIMILARITY  # too few pairs to say
+    assert content_key("How do I zorb the shoulder-blades?") == "zorb shoulder blades"

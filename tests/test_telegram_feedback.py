@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -72,6 +74,16 @@ async def test_not_what_i_asked_offers_the_next_best_and_logs_the_pick(
         question, "answer", True, "telegram"
     )
     assert row.picked == other.id
+
+    # The author reads it while the bot runs.
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "misses", "--db", str(bot.settings.database_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("1 message(s) in 1 group(s)")
+    assert "(telegram 1)" in done.stdout
+    assert f'"{question}"' in done.stdout and f"picked:  {other.id} 1" in done.stdout
 
 
 async def test_a_did_you_mean_is_logged_with_the_choice(
