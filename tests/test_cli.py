@@ -119,3 +119,18 @@ def test_eval_on_the_dev_set_holds_its_floor() -> None:
     done = massage_bot("eval", str(DEV_SET), "--min-direct", "50", "--max-wrong", "10")
     assert done.returncode == 0, done.stderr
     assert "Confusions" in done.stdout or "wrong answer      0.0%" in done.stdout
+
+
+def test_eval_names_an_unknown_topic_id_and_an_unlabelled_entry(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("- q: how do i knead\n  expect: [petrisage]\n  style: direct\n")
+    done = massage_bot("eval", str(typo))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"massage-bot eval: {typo}: expect names unknown topic id(s): petrisage"
+    )
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("- q: how do i knead\n  expect:\n  style: misses\n")
+    done = massage_bot("eval", str(empty))
+    assert done.returncode == 1 and "question 1: expect must be a list" in done.stderr
+    assert "Traceback" not in done.stderr
