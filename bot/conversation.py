@@ -388,8 +388,8 @@ class Conversation:
         topic = self.knowledge.topics[topic_id]
         [answer] = topic_reply(topic, self.knowledge).replies
         held = self.misses.close(ref)  # None once given, so a second press records nothing
-        if helpful:
-            return Response(replies=(Reply(THANKS),), pressed=answer)
+        if helpful:  # thanked once: a second tap (before the row went) only edits
+            return Response(replies=(Reply(THANKS),) if held else (), pressed=answer)
         others: list[tuple[str, float]] = []
         miss = ""
         if held is not None:

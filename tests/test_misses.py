@@ -212,6 +212,9 @@ def test_helpful_thanks_and_the_row_goes(bot: Bot) -> None:
     assert thanks.pressed.text == answer.replies[0].text
     assert thanks.pressed.buttons == answer.replies[0].buttons[:-1]  # only the row goes
     assert bot.log() == []  # a helpful answer is not a miss
+    # Tapped twice before the row went: thanked once.
+    again = bot.press(answer, "Helpful")
+    assert again.replies == () and again.pressed == thanks.pressed
     # The other button on an old copy: feedback was given, so a hint and nothing recorded.
     assert bot.press(answer, "Not what I asked").replies[0].text == NONE_OF_THESE
     assert bot.log() == []
