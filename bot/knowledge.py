@@ -831,6 +831,8 @@ _TOP_LEVEL_KEYS = (
 # PyYAML's words for a syntax error (libyaml's and the pure-Python parser's), in plain words.
 # `at_start`: the mistake is where the unclosed thing began (PyYAML's context mark), not
 # where the parser gave up, which can be lines later.
+_INDENTATION = ("the indentation does not line up: a list item or a field is indented "
+                "differently from the ones above it")
 _SYNTAX_HINTS: tuple[tuple[str, str, bool], ...] = (
     ("tab character", "a tab character: indent with spaces only", False),
     ("flow sequence", "a [ list ] that is never closed: a missing ] or comma", True),
@@ -841,17 +843,15 @@ _SYNTAX_HINTS: tuple[tuple[str, str, bool], ...] = (
      "value in quotes, like title: \"Note: this\"", False),
     ("could not find expected ':'", "a line that is neither \"field: value\" nor a list "
      "item: a missing colon, or text that belongs on the line above", True),
-    ("expected '-' indicator", "the indentation does not line up: a list item or a field "
-     "is indented differently from the ones above it", False),
-    ("expected <block end>", "the indentation does not line up: a list item or a field "
-     "is indented differently from the ones above it", False),
+    ("expected '-' indicator", _INDENTATION, False),
+    ("expected <block end>", _INDENTATION, False),
     ("did not find expected key", "unexpected text: the indentation does not line up with "
      "the lines above, or a quoted value ends early and more text follows it", False),
     ("constructor for the tag", "a !!tag: knowledge files hold only text, numbers, lists "
      "and mappings", False),
     ("scanning an alias", "a value that starts with *: put the text in quotes", True),
     ("scanning an anchor", "a value that starts with &: put the text in quotes", True),
-    ("cannot start any token", "a value that starts with {char!r}, which YAML reserves: "
+    ("cannot start any token", "a value that starts with {char}, which YAML reserves: "
      "put the text in quotes", False),
 )
 _DEFINED_ID = re.compile(r"^[ \t-]*id:[ \t]*[\"']?([A-Za-z0-9_-]+)", re.MULTILINE)
@@ -877,8 +877,8 @@ def _syntax_problem(error: yaml.YAMLError, text: str, label: str) -> Problem:
     char = source_line[column - 1] if 0 < column <= len(source_line) else ""
     if char == "\t":
         words = _SYNTAX_HINTS[0][1]
-    return Problem(label, line, "", f"YAML syntax error: {words.format(char=char)}",
-                   column=column)
+    words = words.replace("{char}", repr(char))  # not str.format: PyYAML's words have braces
+    return Problem(label, line, "", f"YAML syntax error: {words}", column=column)
 
 
 def _read_yaml(
@@ -1066,7 +1066,7 @@ def check_knowledge(
             for topic_id in data["examples"] if isinstance(data["examples"], _Node) else ():
                 owner = f"topic {topic_id}"
                 said += _said(data["examples"], str(topic_id), label, "examples", owner,
-                              f"an example of {owner}")
+                              f"{_ROLES['examples']} of {owner}")
         for index, node in _mapping_items(
             data.get("smalltalk", []), label, "smalltalk", _line_of(data, "smalltalk"), out
         ):
