@@ -24,6 +24,7 @@ from bot.knowledge import (
     load_knowledge,
 )
 from bot.matcher import Match, Matcher
+from bot.misses import MissesLog, MissesPolicy, privacy_line
 from bot.replies import Button, CancelTimer, Reply, Response, reply
 from bot.session import (
     SessionCommand,
@@ -103,6 +104,13 @@ NONE_OF_THESE = (
     "Sorry I didn't get it. Try asking in other words, with the name of a technique or "
     "thing (\"kneading\", \"towels\", \"pillows\"), or browse the topics."
 )
+DID_YOU_MEAN = "I'm not sure I understood. Did you mean one of these?"
+# Feedback under an answer to a question (not under a topic opened from a menu: nothing was
+# asked there). One row, gone once pressed.
+HELPFUL = "👍 Helpful"
+NOT_WHAT_I_ASKED = "👎 Not what I asked"
+THANKS = "Thanks, glad it helped!"
+OTHER_ANSWERS = "Sorry about that. Did you mean one of these?"
 
 # Said by a front end when handling a message failed; every text a person sees lives here.
 SOMETHING_WENT_WRONG = (
@@ -123,8 +131,9 @@ class Countdown:
     paused: bool
 
 
-def topic_reply(topic: Topic, knowledge: KnowledgeBase) -> Response:
-    """A topic's answer with its related topics offered as buttons."""
+def topic_reply(topic: Topic, knowledge: KnowledgeBase, feedback: str = "") -> Response:
+    """A topic's answer with its related topics offered as buttons; with a `feedback` handle
+    (the answer to a question), a last row asks whether it helped."""
     buttons = [
         Button(knowledge.topics[related].title, f"topic:{related}")
         for related in topic.related
@@ -135,43 +144,58 @@ def topic_reply(topic: Topic, knowledge: KnowledgeBase) -> Response:
         rows.insert(0, (Button("✅ Tick off the checklist", "menu:equipment"),))
     if topic.id == "guided-session":
         rows.insert(0, (Button("▶️ Start a guided session", "menu:session"),))
+    if feedback:
+        rows.append((
+            Button(HELPFUL, f"fb:+:{feedback}:{topic.id}", key="+"),
+            Button(NOT_WHAT_I_ASKED, f"fb:-:{feedback}:{topic.id}", key="-"),
+        ))
     return reply(topic.answer, title=topic.title, buttons=tuple(rows))
 
 
-def help_reply() -> Response:
-    return reply(HELP, title="How to use me", buttons=MENU_BUTTONS)
+def did_you_mean(text: str, topics: list[str], knowledge: KnowledgeBase, ref: str = ""
+                 ) -> Response:
+    """Up to three topics to choose from, and "None of these"; with a misses-log handle the
+    choice is recorded against the logged message."""
+    rows = tuple(
+        (Button(knowledge.topics[topic].title,
+                f"dym:{ref}:{topic}" if ref else f"topic:{topic}"),)
+        for topic in topics[:3]
+        if topic in knowledge.topics
+    )
+    none = Button("None of these", f"none:{ref}" if ref else "none")
+    return reply(text, buttons=(*rows, (none,)))
+
+
+def help_reply(privacy: str = "") -> Response:
+    text = f"{HELP}\n\n{privacy}" if privacy else HELP
+    return reply(text, title="How to use me", buttons=MENU_BUTTONS)
 
 
 def greeting_reply() -> Response:
     return reply(GREETING, title="Back massage helper", buttons=MENU_BUTTONS)
 
 
-def smalltalk_reply(talk_id: str, knowledge: KnowledgeBase) -> Response:
+def smalltalk_reply(talk_id: str, knowledge: KnowledgeBase, privacy: str = "") -> Response:
     """A friendly word back for chit-chat, with the main menu: never a knowledge answer."""
     talk = next((t for t in knowledge.smalltalk if t.id == talk_id), None)
     if talk is None or talk.command == "start":
         return greeting_reply()
     if talk.command == "help":
-        return help_reply()
+        return help_reply(privacy)
     return reply(talk.reply, buttons=MENU_BUTTONS)
 
 
-def reply_for_match(match: Match, knowledge: KnowledgeBase) -> Response:
-    """Turn the matcher's decision into what the person sees."""
+def reply_for_match(
+    match: Match, knowledge: KnowledgeBase, ref: str = "", privacy: str = ""
+) -> Response:
+    """Turn the matcher's decision into what the person sees. `ref` is the misses log's
+    handle on it (bot/misses.py), for the buttons that give feedback."""
     if match.decision == "smalltalk" and match.smalltalk is not None:
-        return smalltalk_reply(match.smalltalk, knowledge)
+        return smalltalk_reply(match.smalltalk, knowledge, privacy)
     if match.decision == "answer" and match.topic in knowledge.topics:
-        return topic_reply(knowledge.topics[match.topic], knowledge)
+        return topic_reply(knowledge.topics[match.topic], knowledge, feedback=ref)
     if match.decision == "clarify" and match.candidates:
-        rows = tuple(
-            (Button(knowledge.topics[c.topic].title, f"topic:{c.topic}"),)
-            for c in match.candidates[:3]
-            if c.topic in knowledge.topics
-        )
-        return reply(
-            "I'm not sure I understood. Did you mean one of these?",
-            buttons=(*rows, (Button("None of these", "none"),)),
-        )
+        return did_you_mean(DID_YOU_MEAN, [c.topic for c in match.candidates], knowledge, ref)
     return reply(FALLBACK, buttons=MENU_BUTTONS)
 
 
@@ -182,9 +206,13 @@ class Conversation:
     store: Store
     clock: Clock
     engine: SessionEngine = field(init=False)
+    # Whether and how this front end logs misses; None logs nothing (bot/misses.py).
+    misses_policy: MissesPolicy | None = None
+    misses: MissesLog = field(init=False)
 
     def __post_init__(self) -> None:
         self.engine = SessionEngine(self.knowledge, self.clock)
+        self.misses = MissesLog(self.store, self.misses_policy)
 
     # --- entry points used by the front ends -------------------------------------------
 
@@ -215,7 +243,7 @@ class Conversation:
         if command == "stop":
             return self._stop(chat_id)
         if command == "help":
-            return help_reply()
+            return help_reply(privacy_line(self.misses_policy))
         return reply(f"I don't know the command /{command}.\n\n{HELP}", buttons=MENU_BUTTONS)
 
     def handle_text(self, chat_id: int, text: str) -> Response:
@@ -232,7 +260,8 @@ class Conversation:
         # The matcher bounds its own work and keeps a long message's question sentences.
         match = self.matcher.match(text)
         log.info("match decision=%s topic=%s", match.decision, match.topic)
-        response = reply_for_match(match, self.knowledge)
+        ref = self.misses.note(text, match)
+        response = reply_for_match(match, self.knowledge, ref, privacy_line(self.misses_policy))
         if state is not None:
             # A question mid-session is answered and the session waits where it was.
             response = response.then(self.engine.reminder(state))
@@ -255,7 +284,19 @@ class Conversation:
             return self._tick(chat_id, arg)
         if kind == "hf" and arg in ("on", "off"):
             return self._set_hands_free(chat_id, arg == "on")
-        if action == "none":
+        if kind == "fb":
+            sign, _, rest = arg.partition(":")
+            ref, _, topic = rest.partition(":")
+            if sign in ("+", "-") and ref and topic in self.knowledge.topics:
+                return self._feedback(ref, topic, helpful=sign == "+")
+        if kind == "dym":
+            ref, _, topic = arg.partition(":")
+            if topic in self.knowledge.topics:
+                self.misses.pick(ref, topic)  # a choice from the offer is feedback too
+                return topic_reply(self.knowledge.topics[topic], self.knowledge)
+        if kind == "none":
+            if arg:
+                self.misses.pick(arg, None)
             return reply(NONE_OF_THESE, buttons=((Button("📚 Browse topics", "menu:topics"),),))
         log.info("unknown action %r", action[:64])
         return reply(STALE_BUTTON, buttons=MENU_BUTTONS)
@@ -326,7 +367,8 @@ class Conversation:
         self.matcher = Matcher(knowledge)
         self.engine = SessionEngine(knowledge, self.clock)
         log.info("knowledge base reloaded: %s", knowledge.summary())
-        return reply(f"Reloaded: {knowledge.summary()}.", title="Knowledge base")
+        warned = f" {len(problems)} warning(s): run massage-bot check." if problems else ""
+        return reply(f"Reloaded: {knowledge.summary()}.{warned}", title="Knowledge base")
 
     def step_countdown(self, chat_id: int) -> Countdown | None:
         """Time left on the running step's timer, for a front end's countdown."""
@@ -335,6 +377,34 @@ class Conversation:
         if state is None or remaining is None:
             return None
         return Countdown(seconds_left=remaining, paused=state.timer is TimerPhase.PAUSED)
+
+    # --- feedback on answers ----------------------------------------------------------------
+
+    def _feedback(self, ref: str, topic_id: str, helpful: bool) -> Response:
+        """👍 or 👎 under an answer: the row goes; after 👎 the next best topics are offered
+        (or a hint to ask in other words) and the question goes into the misses log."""
+        topic = self.knowledge.topics[topic_id]
+        [answer] = topic_reply(topic, self.knowledge).replies
+        held = self.misses.close(ref)  # None once given, so a second press records nothing
+        if helpful:  # thanked once: a second tap (before the row went) only edits
+            return Response(replies=(Reply(THANKS),) if held else (), pressed=answer)
+        others: list[tuple[str, float]] = []
+        miss = ""
+        if held is not None:
+            others = [(t, score) for t, score in held.candidates if t != topic_id]
+            if not others and held.text:
+                # Looser than the match: the topics ranked next, as good as a did-you-mean.
+                floor = self.matcher.params.clarify_min
+                others = [(c.topic, c.score) for c in self.matcher.search(held.text, limit=4)
+                          if c.topic != topic_id and c.score >= floor]
+            others = others[:3]
+            answered = next((c for c in held.candidates if c[0] == topic_id), (topic_id, 0.0))
+            miss = self.misses.unhelpful(held.text, (answered, *others))
+        if not others:
+            rephrase = reply(NONE_OF_THESE, buttons=((Button("📚 Browse topics", "menu:topics"),),))
+            return Response(replies=rephrase.replies, pressed=answer)
+        offer = did_you_mean(OTHER_ANSWERS, [t for t, _ in others], self.knowledge, miss)
+        return Response(replies=offer.replies, pressed=answer)
 
     # --- menus ---------------------------------------------------------------------------
 
@@ -503,10 +573,11 @@ class Conversation:
 
 
 def build_conversation(settings: Settings, clock: Clock) -> Conversation:
-    """The conversation over the configured knowledge base and store.
+    """The Telegram bot's conversation over the configured knowledge base and store.
 
     Raises KnowledgeError (every problem, with file and line) or StoreError (path and reason).
     """
     knowledge = load_knowledge(settings.knowledge_dir)
     store = Store.open(settings.database_path)
-    return Conversation(knowledge=knowledge, matcher=Matcher(knowledge), store=store, clock=clock)
+    return Conversation(knowledge=knowledge, matcher=Matcher(knowledge), store=store, clock=clock,
+                        misses_policy=MissesPolicy.from_settings(settings, "telegram"))

@@ -26,7 +26,11 @@ A knowledge file is a YAML mapping with any of these top-level keys:
   `command` whose screen answers it, such as `help`).
 
 Every problem is collected, not just the first, and names its file, line and field, so one
-`massage-bot check` run shows everything that needs fixing.
+`massage-bot check` run shows everything that needs fixing. A YAML syntax error is one
+problem in plain words at file:line:column, and what only follows from it (the ids that file
+defines, unknown elsewhere) is not listed. Like `rasa data validate`, the check also warns of
+a phrasing two entries claim (two topics, a topic and `out_of_scope`, a topic and small talk):
+the knowledge base still loads, since the matcher then asks back, but the author should fix it.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
+
+from bot.wording import strip_markup
 
 TOPIC_KINDS = (
     "technique",
@@ -69,6 +75,9 @@ REQUIRED_TOPIC_IDS = (
 REQUIRED_SESSION_IDS = ("full-back", "quick-back", "bedside-back-rub")
 
 ID_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# Ids travel in button data (Telegram allows 64 bytes), beside a prefix and a feedback handle
+# ("fb:+:<11 characters>:<topic id>", bot/conversation.py).
+MAX_ID_CHARS = 32
 # A step longer than this is almost certainly a typo (seconds meant as minutes times 60 twice).
 MAX_STEP_SECONDS = 30 * 60
 # Telegram caps a message at 4,096 characters; an answer must fit with its title.
@@ -216,11 +225,19 @@ class Problem:
     line: int
     field: str
     message: str
+    column: int = 0  # 1-based, when known (YAML syntax errors)
+    # The knowledge base still loads: the bot copes (two topics with one phrasing are asked
+    # back), but the author should fix it.
+    warning: bool = False
+    # The id whose absence is the problem ("unknown topic id 'x'", "required topic 'x' is
+    # missing"): such a problem may only follow from a file that could not be read.
+    missing: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}"
+        where = f"{self.file}:{self.line}" + (f":{self.column}" if self.column else "")
         field = f"{self.field}: " if self.field else ""
-        return f"{where}: {field}{self.message}"
+        kind = "warning: " if self.warning else ""
+        return f"{where}: {kind}{field}{self.message}"
 
 
 class KnowledgeError(Exception):
@@ -236,7 +253,7 @@ class _Node(dict):  # type: ignore[type-arg]
     """A YAML mapping that remembers the line of itself and of each key (1-based)."""
 
     line: int
-    key_lines: dict[str, int]
+    key_lines: dict[str, int]  # the first line of each key
 
 
 class _Seq(list):  # type: ignore[type-arg]
@@ -252,12 +269,21 @@ _SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 class _LineLoader(_SafeLoader):
     """SafeLoader (no arbitrary objects) that records line numbers for error messages."""
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.repeated: list[tuple[str, int, int]] = []  # keys given twice: key, line, first
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Node:
         mapping = _Node(super().construct_mapping(node, deep=True))
         mapping.line = node.start_mark.line + 1
-        mapping.key_lines = {
-            str(key.value): key.start_mark.line + 1 for key, _value in node.value
-        }
+        mapping.key_lines = {}
+        for key, _value in node.value:
+            name, line = str(key.value), key.start_mark.line + 1
+            if name in mapping.key_lines:
+                # YAML keeps the last one silently; an author means neither to be lost.
+                self.repeated.append((name, line, mapping.key_lines[name]))
+            else:
+                mapping.key_lines[name] = line
         return mapping
 
     def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> _Seq:
@@ -276,8 +302,89 @@ _LineLoader.add_constructor(_TAGS.DEFAULT_SEQUENCE_TAG, _LineLoader.construct_se
 class _Collector:
     problems: list[Problem] = field(default_factory=list)
 
-    def add(self, file: str, line: int, name: str, message: str) -> None:
-        self.problems.append(Problem(file, line, name, message))
+    def add(
+        self, file: str, line: int, name: str, message: str, missing: str = ""
+    ) -> None:
+        self.problems.append(Problem(file, line, name, message, missing=missing))
+
+
+_WORD_CHARS = re.compile(r"\w+")
+_APOSTROPHES = str.maketrans("", "", "'\u2019\u2018`")
+
+
+def phrasing_key(text: str) -> str:
+    """What makes two phrasings the same: case, punctuation, apostrophes and spacing aside
+    ("What's effleurage?" and "whats effleurage")."""
+    return " ".join(_WORD_CHARS.findall(strip_markup(text).casefold().translate(_APOSTROPHES)))
+
+
+class _Said(NamedTuple):  # thousands per load: a tuple is cheaper to make than a dataclass
+    """One phrasing as written and whose it is, for the conflicts between entries."""
+
+    file: str
+    line: int
+    field: str  # "topic kneading.aliases[2]", "out_of_scope[3]", ...
+    owner: str  # "topic kneading", "out of scope", "small talk help"
+    role: str  # "an alias of topic kneading", for the message about the other one
+    text: str
+
+
+_ROLES = {"title": "the title", "aliases": "an alias", "questions": "a question",
+          "examples": "an example"}
+
+
+def _said(node: Any, key: str, file: str, where: str, owner: str, role: str) -> list[_Said]:
+    """The phrasings of `node[key]` (a string, or a list of them) with their own lines."""
+    value = node.get(key) if isinstance(node, _Node) else None
+    if isinstance(value, str):
+        text = value.strip()
+        line = _line_of(node, key)
+        return [_Said(file, line, f"{where}.{key}", owner, role, text)] if text else []
+    if not isinstance(value, list):
+        return []
+    lines = getattr(value, "item_lines", [])
+    return [
+        _Said(file, lines[index] if index < len(lines) else _line_of(node, key),
+              f"{where}.{key}[{index}]" if where else f"{key}[{index}]", owner, role,
+              item.strip())
+        for index, item in enumerate(value)
+        if isinstance(item, str) and item.strip()
+    ]
+
+
+def _topic_said(node: _Node, file: str, topic_id: str) -> list[_Said]:
+    owner = f"topic {topic_id}"
+    return [
+        said
+        for key in ("title", "aliases", "questions")
+        for said in _said(node, key, file, owner, owner, f"{_ROLES[key]} of {owner}")
+    ]
+
+
+def _why_conflict(first: _Said, later: _Said) -> str:
+    kinds = {first.owner.split(" ")[0], later.owner.split(" ")[0]}
+    if "out" in kinds:
+        return "a message can't be both answered and out of scope"
+    if "small" in kinds:
+        return "small talk answers it first, so the topic never does"
+    return "keep it under the one topic that answers it"
+
+
+def _check_phrasings(said: Iterable[_Said], out: _Collector) -> None:
+    """Phrasings that two entries both claim, as `rasa data validate` reports an example
+    under two intents: the same phrasing under two topics (an alias that is another
+    topic's title among them), a topic phrasing also out of scope or small talk."""
+    first: dict[str, _Said] = {}
+    for later in said:
+        key = phrasing_key(later.text)
+        seen = first.setdefault(key, later)
+        if not key or seen.owner == later.owner:
+            continue
+        out.problems.append(Problem(
+            later.file, later.line, later.field,
+            f"{later.text!r} is also {seen.role} ({seen.file}:{seen.line}): "
+            f"{_why_conflict(seen, later)}", warning=True,
+        ))
 
 
 def _type_name(value: Any) -> str:
@@ -352,6 +459,9 @@ def _checked_id(node: _Node, file: str, where: str, out: _Collector) -> str:
     value = _text(node, "id", file, where, out)
     if value and not ID_PATTERN.match(value):
         out.add(file, _line_of(node, "id"), f"{where}.id", f"{value!r} is not kebab-case")
+    elif len(value) > MAX_ID_CHARS:
+        out.add(file, _line_of(node, "id"), f"{where}.id",
+                f"{value!r} is longer than {MAX_ID_CHARS} characters (it goes into buttons)")
     return value
 
 
@@ -502,19 +612,23 @@ def _parse_vocabulary(
         if not isinstance(variants, list):
             out.add(file, key_line, name, "must be a list of words")
             continue
-        for variant in variants:
+        variant_lines = getattr(variants, "item_lines", [])
+        for index, variant in enumerate(variants):
+            line = variant_lines[index] if index < len(variant_lines) else key_line
             if not isinstance(variant, str) or not _WORD.match(variant):
-                out.add(file, key_line, name, f"{variant!r} is not one lower-case word")
+                out.add(file, line, name, f"{variant!r} is not one lower-case word")
             elif variant in synonyms and synonyms[variant] != meant:
-                out.add(file, key_line, name,
+                out.add(file, line, name,
                         f"{variant!r} already means {synonyms[variant]!r}")
             elif variant == meant:
-                out.add(file, key_line, name, f"{variant!r} is listed as its own synonym")
+                out.add(file, line, name, f"{variant!r} is listed as its own synonym")
             else:
                 synonyms[variant] = meant
+    ignore_lines = getattr(node.get("ignore"), "item_lines", [])
     for index, word in enumerate(_texts(node, "ignore", file, "vocabulary", out, required=False)):
         if not _WORD.match(word):
-            out.add(file, _line_of(node, "ignore"), f"vocabulary.ignore[{index}]",
+            line = ignore_lines[index] if index < len(ignore_lines) else _line_of(node, "ignore")
+            out.add(file, line, f"vocabulary.ignore[{index}]",
                     f"{word!r} is not one lower-case word")
         ignored.add(word)
 
@@ -625,23 +739,24 @@ def _check_references(
     """Every id a session, step, variant or safety entry names must exist and fit together."""
     variants, topics, sessions = knowledge.variants, knowledge.topics, knowledge.sessions
 
-    def problem(key: str, name: str, message: str) -> None:
-        # The most precise place known: the field, else its session or safety entry.
-        fallback = where.get(key.split(":steps[")[0].rsplit(":", 1)[0], ("knowledge", 1))
-        file, line = where.get(key, fallback)
-        out.add(file, line, name, message)
+    def problem(key: str, name: str, message: str, missing: str = "") -> None:
+        # The most precise place known: the list item or field, else the field holding the
+        # list, else its session or safety entry (keys as `_note_origins` records them).
+        places = (key, re.sub(r"\[\d+\]$", "", key), ":".join(key.split(":")[:2]))
+        file, line = next((where[k] for k in places if k in where), ("knowledge", 1))
+        out.add(file, line, name, message, missing=missing)
 
     for session in sessions.values():
         key = f"session:{session.id}"
-        for variant_id in session.variants:
+        for index, variant_id in enumerate(session.variants):
             if variant_id not in variants:
                 problem(
-                    f"{key}:variants", f"session {session.id}.variants",
-                    f"unknown variant {variant_id!r}",
+                    f"{key}:variants[{index}]", f"session {session.id}.variants",
+                    f"unknown variant {variant_id!r}", missing=variant_id,
                 )
             elif not session.steps_in(variant_id):
                 problem(
-                    f"{key}:variants", f"session {session.id}.variants",
+                    f"{key}:variants[{index}]", f"session {session.id}.variants",
                     f"{variant_id!r} skips every step",
                 )
         if session.unsafe_variant and session.unsafe_variant not in session.variants:
@@ -650,11 +765,11 @@ def _check_references(
                 f"{session.unsafe_variant!r} is not one of the session's variants",
             )
         offered = {c.allows for c in knowledge.safety_check.conditions} | {session.unsafe_variant}
-        for variant_id in session.variants:
+        for index, variant_id in enumerate(session.variants):
             variant = variants.get(variant_id)
             if variant_id in offered and variant and not (variant.button and variant.offer):
                 problem(
-                    f"{key}:variants", f"session {session.id}.variants",
+                    f"{key}:variants[{index}]", f"session {session.id}.variants",
                     f"variant {variant_id!r} is offered after the safety check, so it needs "
                     "a button and an offer",
                 )
@@ -662,7 +777,8 @@ def _check_references(
             for variant_id, _changed in step.variants:
                 if variant_id not in session.variants:
                     problem(
-                        f"{key}:steps[{index}]", f"session {session.id}.steps[{index}].variants",
+                        f"{key}:steps[{index}]:{variant_id}",
+                        f"session {session.id}.steps[{index}].variants",
                         f"{variant_id!r} is not one of the session's variants",
                     )
     check = knowledge.safety_check
@@ -671,24 +787,39 @@ def _check_references(
     for condition in entries:
         name, at = f"safety condition {condition.id}", f"condition:{condition.id}"
         if condition.id in seen:
-            problem(at, f"{name}.id", "duplicate id")
+            problem(f"{at}:id", f"{name}.id", "duplicate id")
         seen.add(condition.id)
-        for ref in condition.related:
+        for index, ref in enumerate(condition.related):
             if ref not in topics:
-                problem(at, f"{name}.related", f"unknown topic id {ref!r}")
+                problem(f"{at}:related[{index}]", f"{name}.related",
+                        f"unknown topic id {ref!r}", missing=ref)
         if condition.allows and condition.allows not in variants:
-            problem(at, f"{name}.allows", f"unknown variant {condition.allows!r}")
+            problem(f"{at}:allows", f"{name}.allows", f"unknown variant {condition.allows!r}",
+                    missing=condition.allows)
     for question in check.questions:
         name, at = f"safety question {question.id}", f"question:{question.id}"
-        for session_id in question.sessions:
+        for index, session_id in enumerate(question.sessions):
             session = sessions.get(session_id)
             if session is None:
-                problem(at, f"{name}.sessions", f"unknown session {session_id!r}")
+                problem(f"{at}:sessions[{index}]", f"{name}.sessions",
+                        f"unknown session {session_id!r}", missing=session_id)
             elif question.variant not in session.variants:
                 problem(
-                    at, f"{name}.variant",
+                    f"{at}:variant", f"{name}.variant",
                     f"{question.variant!r} is not one of session {session_id!r}'s variants",
                 )
+
+
+def _note_origins(
+    origins: dict[str, tuple[str, int]], key: str, node: _Node, file: str
+) -> None:
+    """Where an entry, each of its fields and each item of its list fields are, by key:
+    `key`, `key:field` and `key:field[index]`, for the cross-reference problems."""
+    origins[key] = (file, node.line)
+    for field_name, value in node.items():
+        origins[f"{key}:{field_name}"] = (file, _line_of(node, str(field_name)))
+        for index, line in enumerate(getattr(value, "item_lines", [])):
+            origins[f"{key}:{field_name}[{index}]"] = (file, line)
 
 
 _TOP_LEVEL_KEYS = (
@@ -697,20 +828,107 @@ _TOP_LEVEL_KEYS = (
 )  # fmt: skip
 
 
-def _read_yaml(path: Path, label: str, out: _Collector) -> Any:
+# PyYAML's words for a syntax error (libyaml's and the pure-Python parser's), in plain words.
+# `at_start`: the mistake is where the unclosed thing began (PyYAML's context mark), not
+# where the parser gave up, which can be lines later.
+_INDENTATION = ("the indentation does not line up: a list item or a field is indented "
+                "differently from the ones above it")
+_SYNTAX_HINTS: tuple[tuple[str, str, bool], ...] = (
+    ("tab character", "a tab character: indent with spaces only", False),
+    ("flow sequence", "a [ list ] that is never closed: a missing ] or comma", True),
+    ("flow mapping", "a { mapping } that is never closed: a missing } or comma", True),
+    ("quoted scalar", "a quote that is never closed: a ' or \" without its pair (inside "
+     "'single quotes' write an apostrophe as '')", True),
+    ("mapping values are not allowed", "a colon and a space inside a value: put the whole "
+     "value in quotes, like title: \"Note: this\"", False),
+    ("could not find expected ':'", "a line that is neither \"field: value\" nor a list "
+     "item: a missing colon, or text that belongs on the line above", True),
+    ("expected '-' indicator", _INDENTATION, False),
+    ("expected <block end>", _INDENTATION, False),
+    ("did not find expected key", "unexpected text: the indentation does not line up with "
+     "the lines above, or a quoted value ends early and more text follows it", False),
+    ("constructor for the tag", "a !!tag: knowledge files hold only text, numbers, lists "
+     "and mappings", False),
+    ("scanning an alias", "a value that starts with *: put the text in quotes", True),
+    ("scanning an anchor", "a value that starts with &: put the text in quotes", True),
+    ("cannot start any token", "a value that starts with {char}, which YAML reserves: "
+     "put the text in quotes", False),
+)
+_DEFINED_ID = re.compile(r"^[ \t-]*id:[ \t]*[\"']?([A-Za-z0-9_-]+)", re.MULTILINE)
+
+
+def _syntax_problem(error: yaml.YAMLError, text: str, label: str) -> Problem:
+    """One YAML syntax error as one problem: file:line:column and what is wrong, in words
+    an author can act on (not "expected <block end>")."""
+    problem = str(getattr(error, "problem", None) or error)
+    context = str(getattr(error, "context", None) or "")
+    mark = getattr(error, "problem_mark", None)
+    lines = text.splitlines()
+    hint = next((h for h in _SYNTAX_HINTS if h[0] in problem or h[0] in context), None)
+    if hint is None:
+        words = problem + (f" ({context})" if context else "")
+    else:
+        words = hint[1]
+        if hint[2] and getattr(error, "context_mark", None) is not None:
+            mark = error.context_mark  # type: ignore[attr-defined]
+    line = mark.line + 1 if mark is not None else 1
+    column = mark.column + 1 if mark is not None else 0
+    source_line = lines[line - 1] if 0 < line <= len(lines) else ""
+    char = source_line[column - 1] if 0 < column <= len(source_line) else ""
+    if char == "\t":
+        words = _SYNTAX_HINTS[0][1]
+    words = words.replace("{char}", repr(char))  # not str.format: PyYAML's words have braces
+    return Problem(label, line, "", f"YAML syntax error: {words}", column=column)
+
+
+def _read_yaml(
+    path: Path, label: str, out: _Collector, unread: dict[str, frozenset[str]]
+) -> Any:
+    """The file's data, or None with its one problem; a file that could not be read goes into
+    `unread` with the ids it seems to define, for `_follow_ons`."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         out.add(label, 1, "", f"cannot read file: {error}")
+        unread[label] = frozenset()
         return None
+    loader = _LineLoader(text)  # a SafeLoader: no arbitrary objects
     try:
-        return yaml.load(text, Loader=_LineLoader)  # _LineLoader is a SafeLoader
+        data = loader.get_single_data()
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(error, "problem", None) or str(error)
-        out.add(label, line, "", f"YAML syntax error: {problem}")
+        out.problems.append(_syntax_problem(error, text, label))
+        unread[label] = frozenset(_DEFINED_ID.findall(text))
         return None
+    finally:
+        loader.dispose()
+    for key, line, first in loader.repeated:
+        out.add(label, line, key, f"given twice (first at line {first}); YAML would keep "
+                "only this one")
+    return data
+
+
+def _follow_ons(problems: list[Problem], unread: Mapping[str, frozenset[str]]) -> list[Problem]:
+    """Problems that only follow from a file that could not be read, folded into its one
+    problem: ids that file defines are unknown elsewhere ("unknown topic id", "required topic
+    missing") until it is fixed. Other missing ids are kept, marked as perhaps following."""
+    hidden = dict.fromkeys(unread, 0)
+    kept: list[Problem] = []
+    for problem in problems:
+        owner = next((f for f, ids in unread.items() if problem.missing in ids), None)
+        if not problem.missing:
+            kept.append(problem)
+        elif owner is not None:
+            hidden[owner] += 1
+        else:
+            names = " or ".join(unread)
+            kept.append(replace(problem, message=f"{problem.message} (unless {names}, "
+                                f"which could not be read, defines it)"))
+    return [
+        replace(p, message=f"{p.message}; {hidden[p.file]} problem(s) elsewhere that only "
+                f"follow from this are not shown")
+        if hidden.get(p.file) else p
+        for p in kept
+    ]
 
 
 def check_knowledge(
@@ -718,7 +936,8 @@ def check_knowledge(
 ) -> tuple[KnowledgeBase | None, list[Problem]]:
     """Read every YAML file under `directory`; return the knowledge base and every problem.
 
-    The knowledge base is None whenever there is a problem, so nothing half-valid is served.
+    The knowledge base is None whenever there is a problem other than a warning, so nothing
+    half-valid is served.
     `require_contract` checks that every topic and session id of the contract exists; small
     test fixtures turn it off.
     """
@@ -745,10 +964,12 @@ def check_knowledge(
     # Where each session and the safety check came from, for cross-reference problems.
     origins: dict[str, tuple[str, int]] = {}
     related_refs: list[tuple[str, int, str, str]] = []
+    said: list[_Said] = []  # every phrasing, in file order, for `_check_phrasings`
+    unread: dict[str, frozenset[str]] = {}  # files that could not be read: their ids
 
     for path in files:
         label = str(path.relative_to(directory.parent) if directory.parent != path else path)
-        data = _read_yaml(path, label, out)
+        data = _read_yaml(path, label, out, unread)
         if data is None:
             continue
         if not isinstance(data, _Node):
@@ -773,6 +994,7 @@ def check_knowledge(
                 )
                 continue
             topics[topic.id] = topic
+            said += _topic_said(node, label, topic.id)
             related = node.get("related")
             related_lines = getattr(related, "item_lines", [])
             for ref_index, ref in enumerate(topic.related):
@@ -792,15 +1014,15 @@ def check_knowledge(
                 out.add(label, _line_of(node, "id"), f"session {session.id}.id", "duplicate id")
                 continue
             sessions[session.id] = session
-            origins[f"session:{session.id}"] = (label, node.line)
-            for key in ("variants", "unsafe_variant"):
-                origins[f"session:{session.id}:{key}"] = (label, _line_of(node, key))
+            _note_origins(origins, f"session:{session.id}", node, label)
             raw_steps = node.get("steps")
             for index, step_node in enumerate(raw_steps if isinstance(raw_steps, list) else []):
-                if isinstance(step_node, _Node):
-                    origins[f"session:{session.id}:steps[{index}]"] = (
-                        label, _line_of(step_node, "variants"),
-                    )
+                step_variants = step_node.get("variants") if isinstance(step_node, _Node) else None
+                if isinstance(step_variants, _Node):
+                    for variant_id in step_variants:
+                        origins[f"session:{session.id}:steps[{index}]:{variant_id}"] = (
+                            label, _line_of(step_variants, str(variant_id)),
+                        )
         for index, node in _mapping_items(
             data.get("variants", []), label, "variants", _line_of(data, "variants"), out
         ):
@@ -827,26 +1049,40 @@ def check_knowledge(
                     items = raw_check.get(key) if isinstance(raw_check, _Node) else None
                     for item in items if isinstance(items, list) else []:
                         if isinstance(item, _Node) and isinstance(item.get("id"), str):
-                            origins[f"{kind}:{item['id']}"] = (label, item.line)
+                            _note_origins(origins, f"{kind}:{item['id']}", item, label)
+                not_sure = raw_check.get("not_sure") if isinstance(raw_check, _Node) else None
+                if isinstance(not_sure, _Node):
+                    _note_origins(origins, "condition:not-sure", not_sure, label)
         if "out_of_scope" in data:
             out_of_scope.extend(_texts(data, "out_of_scope", label, "file", out))
+            said += _said(data, "out_of_scope", label, "", "out of scope",
+                          "an out-of-scope phrasing")
         if "vocabulary" in data:
             _parse_vocabulary(
                 data["vocabulary"], label, _line_of(data, "vocabulary"), synonyms, ignored, out
             )
         if "examples" in data:
             examples += _parse_examples(data["examples"], label, _line_of(data, "examples"), out)
+            for topic_id in data["examples"] if isinstance(data["examples"], _Node) else ():
+                owner = f"topic {topic_id}"
+                said += _said(data["examples"], str(topic_id), label, "examples", owner,
+                              f"{_ROLES['examples']} of {owner}")
         for index, node in _mapping_items(
             data.get("smalltalk", []), label, "smalltalk", _line_of(data, "smalltalk"), out
         ):
-            smalltalk.append(_parse_smalltalk(node, label, f"smalltalk[{index}]", out))
+            talk = _parse_smalltalk(node, label, f"smalltalk[{index}]", out)
+            smalltalk.append(talk)
+            owner = f"small talk {talk.id}"
+            said += _said(node, "phrasings", label, f"smalltalk {talk.id}", owner,
+                          f"a phrasing of {owner}")
 
     for label, line, name, ref in related_refs:
         if ref not in topics:
-            out.add(label, line, name, f"unknown topic id {ref!r}")
+            out.add(label, line, name, f"unknown topic id {ref!r}", missing=ref)
     for label, line, topic_id, phrasings in examples:
         if topic_id not in topics:
-            out.add(label, line, f"examples.{topic_id}", f"unknown topic id {topic_id!r}")
+            out.add(label, line, f"examples.{topic_id}", f"unknown topic id {topic_id!r}",
+                    missing=topic_id)
             continue
         topic = topics[topic_id]
         topics[topic_id] = replace(topic, examples=topic.examples + phrasings)
@@ -855,10 +1091,12 @@ def check_knowledge(
         where = str(directory)
         for topic_id in REQUIRED_TOPIC_IDS:
             if topic_id not in topics:
-                out.add(where, 1, "topics", f"required topic {topic_id!r} is missing")
+                out.add(where, 1, "topics", f"required topic {topic_id!r} is missing",
+                        missing=topic_id)
         for session_id in REQUIRED_SESSION_IDS:
             if session_id not in sessions:
-                out.add(where, 1, "sessions", f"required session {session_id!r} is missing")
+                out.add(where, 1, "sessions", f"required session {session_id!r} is missing",
+                        missing=session_id)
 
     knowledge = KnowledgeBase(
         topics=topics,
@@ -871,9 +1109,12 @@ def check_knowledge(
         smalltalk=tuple(smalltalk),
     )
     _check_references(knowledge, origins, out)
-    if out.problems:
+    _check_phrasings(said, out)
+    if unread:
+        out.problems = _follow_ons(out.problems, unread)
+    if any(not problem.warning for problem in out.problems):
         return None, out.problems
-    return knowledge, []
+    return knowledge, out.problems
 
 
 def load_knowledge(directory: Path, require_contract: bool = True) -> KnowledgeBase:

@@ -16,6 +16,8 @@ MAX_ACTION_BYTES = 56
 class Button:
     label: str
     action: str  # short ASCII string the core understands, e.g. "topic:petrissage"
+    # A key a keyboard front end may offer for it instead of a number ("+" for Helpful).
+    key: str = ""
 
     def __post_init__(self) -> None:
         if len(self.action.encode()) > MAX_ACTION_BYTES:
@@ -53,12 +55,17 @@ TimerOrder = ArmTimer | CancelTimer
 class Response:
     replies: tuple[Reply, ...] = ()
     timer: TimerOrder | None = None  # None: leave the chat's timer as it is
+    # What the message whose button was pressed shows from now on (its spent buttons gone);
+    # None leaves it as it is. A front end that cannot change a shown message drops those
+    # buttons from what can still be pressed.
+    pressed: Reply | None = None
 
     def then(self, other: Response) -> Response:
-        """This response followed by another; the later timer order wins."""
+        """This response followed by another; the later timer order and pressed message win."""
         return Response(
             replies=self.replies + other.replies,
             timer=other.timer if other.timer is not None else self.timer,
+            pressed=other.pressed if other.pressed is not None else self.pressed,
         )
 
 

@@ -13,6 +13,10 @@ DEFAULT_BASE_FILE_URL = "https://api.telegram.org/file/bot"
 # Telegram tokens look like 123456789:AAE...; the secret part is 30+ URL-safe characters.
 TOKEN_PATTERN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The misses log (bot/misses.py): on unless MISSES_LOG says off; kept MISSES_KEEP_DAYS days.
+SWITCH_WORDS = {"on": True, "off": False, "1": True, "0": False, "true": True, "false": False,
+                "yes": True, "no": False}
+DEFAULT_MISSES_KEEP_DAYS = 90
 PACKAGE_KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 
 
@@ -40,6 +44,8 @@ class Settings:
     webhook_listen: str
     webhook_port: int
     webhook_path: str
+    misses_log: bool = True
+    misses_keep_days: int = DEFAULT_MISSES_KEEP_DAYS
 
     @property
     def database_path(self) -> Path:
@@ -115,6 +121,12 @@ def load_settings(
         raise SettingsError(
             "WEBHOOK_SECRET must be set with WEBHOOK_URL: 1-256 characters of A-Z, a-z, 0-9, _ or -"
         )
+    misses_log = env.get("MISSES_LOG", "").strip().lower() or "on"
+    if misses_log not in SWITCH_WORDS:
+        raise SettingsError(f"MISSES_LOG must be on or off, not {misses_log!r}")
+    keep_days = _int(env, "MISSES_KEEP_DAYS", DEFAULT_MISSES_KEEP_DAYS)
+    if keep_days < 1:
+        raise SettingsError(f"MISSES_KEEP_DAYS must be at least 1, not {keep_days}")
     return Settings(
         token=env.get("TELEGRAM_BOT_TOKEN", "").strip(),
         base_url=env.get("TELEGRAM_BASE_URL", "").strip() or DEFAULT_BASE_URL,
@@ -128,4 +140,6 @@ def load_settings(
         webhook_listen=env.get("WEBHOOK_LISTEN", "").strip() or "127.0.0.1",
         webhook_port=_int(env, "WEBHOOK_PORT", 8443),
         webhook_path=env.get("WEBHOOK_PATH", "").strip().strip("/") or "telegram",
+        misses_log=SWITCH_WORDS[misses_log],
+        misses_keep_days=keep_days,
     )

@@ -1,5 +1,6 @@
 """Durable state in one SQLite file: active sessions, checklist ticks, preferences, seen updates,
-and the front end's outbox of messages still to deliver.
+the front end's outbox of messages still to deliver, and the misses log (what people asked and
+did not get, for the knowledge base's author; see bot/misses.py).
 
 Every write commits before its method returns (autocommit, WAL), so a `kill -9` right after
 a call loses nothing: in WAL mode a committed transaction survives the process dying, and
@@ -10,7 +11,8 @@ front end records an update as seen, the session's new state and the messages th
 in one commit, so a crash keeps all three or none.
 
 Nothing grows without bound: `prune()` (run on a schedule by the front end) drops seen update
-ids, sessions and undelivered messages older than their keep times.
+ids, sessions, undelivered messages and answers still open to feedback older than their keep
+times; `prune_misses` drops the misses log's old days.
 
 The schema version lives in `PRAGMA user_version`; `MIGRATIONS` are applied in order on
 open, and a file from a newer program is refused rather than damaged. Every failure is a
@@ -40,6 +42,9 @@ SESSION_KEEP_SECONDS = 12 * 3600.0
 # A message still undelivered after this long is dropped: it is about a session that is over
 # by now, or an answer nobody is waiting for any more.
 OUTBOX_KEEP_SECONDS = SESSION_KEEP_SECONDS
+# An answer can be marked "not what I asked" for as long as a session lasts: by then its
+# person has moved on, and the question they asked is not kept any longer.
+FEEDBACK_KEEP_SECONDS = SESSION_KEEP_SECONDS
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Migration N (1-based) takes the schema from version N-1 to N. Append; never edit one that
@@ -93,6 +98,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX active_sessions_by_time ON active_sessions (updated_at)",
     ),
+    (
+        # The misses log: messages that got a did-you-mean or a fallback, and answers marked
+        # not what was asked. No chat or user id and no time of day: it identifies no one.
+        # `ref` is the random handle its buttons carry; `candidates` is JSON [[topic, score]].
+        """CREATE TABLE misses (
+            id INTEGER PRIMARY KEY,
+            ref TEXT NOT NULL UNIQUE,
+            day TEXT NOT NULL,
+            front_end TEXT NOT NULL,
+            text TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            candidates TEXT NOT NULL,
+            unhelpful INTEGER NOT NULL DEFAULT 0,
+            picked TEXT,
+            none_of_these INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX misses_by_day ON misses (day)",
+        # Answers shown with feedback buttons, until pressed or FEEDBACK_KEEP_SECONDS: what a
+        # "not what I asked" needs to log the question and offer the next best topics.
+        """CREATE TABLE open_answers (
+            ref TEXT PRIMARY KEY,
+            text TEXT NOT NULL,
+            candidates TEXT NOT NULL,
+            shown_at REAL NOT NULL
+        )""",
+        "CREATE INDEX open_answers_by_time ON open_answers (shown_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -122,6 +154,33 @@ class SessionOwner:
     name: str
 
 
+Scored = tuple[tuple[str, float], ...]  # (topic id, score 0..100), best first
+
+
+@dataclass(frozen=True)
+class MissRow:
+    """One entry of the misses log."""
+
+    ref: str
+    day: str  # YYYY-MM-DD
+    front_end: str
+    text: str
+    decision: str  # the matcher's: "clarify", "fallback", or "answer" (marked unhelpful)
+    candidates: Scored  # what was offered (for an unhelpful answer: it, then what came after)
+    unhelpful: bool = False
+    picked: str | None = None  # the topic the person chose from what was offered
+    none_of_these: bool = False
+
+
+@dataclass(frozen=True)
+class OpenAnswer:
+    """An answer still open to feedback: the question (empty when the log is off) and the
+    topics the matcher ranked for it, the answered one first."""
+
+    text: str
+    candidates: Scored
+
+
 @dataclass(frozen=True)
 class Pruned:
     """How many rows `Store.prune` dropped, per kind."""
@@ -130,6 +189,7 @@ class Pruned:
     sessions: int = 0
     outbox: int = 0
     owners: int = 0
+    open_answers: int = 0
 
 
 def _reason(error: sqlite3.Error, busy_timeout: float) -> str:
@@ -222,6 +282,10 @@ class Store:
             store.close()
             raise
         return store
+
+    def now(self) -> float:
+        """The store's wall clock, seconds since the epoch: what its keep times count in."""
+        return self._now()
 
     def close(self) -> None:
         with self._lock:
@@ -459,11 +523,75 @@ class Store:
         with self._locked() as db, _transaction(db):
             db.executemany("DELETE FROM outbox WHERE id = ?", [(row_id,) for row_id in row_ids])
 
+    # --- the misses log ----------------------------------------------------------------------
+
+    def add_miss(self, row: MissRow) -> None:
+        with self._locked() as db:
+            db.execute(
+                "INSERT INTO misses (ref, day, front_end, text, decision, candidates, "
+                "unhelpful, picked, none_of_these) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.ref, row.day, row.front_end, row.text, row.decision,
+                 _encode_scored(row.candidates), int(row.unhelpful), row.picked,
+                 int(row.none_of_these)),
+            )
+
+    def miss(self, ref: str) -> MissRow | None:
+        with self._locked() as db:
+            row = db.execute(f"SELECT {_MISS_COLUMNS} FROM misses WHERE ref = ?",
+                             (ref,)).fetchone()
+        return None if row is None else _miss_row(row)
+
+    def set_miss_pick(self, ref: str, picked: str | None) -> None:
+        """What the person chose from the offer: a topic, or None for "none of these"."""
+        with self._locked() as db:
+            db.execute(
+                "UPDATE misses SET picked = ?, none_of_these = ? WHERE ref = ?",
+                (picked, int(picked is None), ref),
+            )
+
+    def misses(self, since_day: str = "") -> list[MissRow]:
+        """The log from `since_day` (YYYY-MM-DD) on, oldest first."""
+        with self._locked() as db:
+            rows = db.execute(
+                f"SELECT {_MISS_COLUMNS} FROM misses WHERE day >= ? ORDER BY id", (since_day,)
+            ).fetchall()
+        return [_miss_row(row) for row in rows]
+
+    def prune_misses(self, before_day: str | None) -> int:
+        """Drop the log's days before `before_day`, or the whole log for None, and answers
+        past their feedback keep time (or all of them too); the log rows dropped."""
+        with self._locked() as db, _transaction(db):
+            if before_day is None:
+                db.execute("DELETE FROM open_answers")
+                return db.execute("DELETE FROM misses").rowcount
+            _expire_open_answers(db, self._now())
+            return db.execute("DELETE FROM misses WHERE day < ?", (before_day,)).rowcount
+
+    def open_answer(self, ref: str, answer: OpenAnswer) -> None:
+        with self._locked() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO open_answers (ref, text, candidates, shown_at) "
+                "VALUES (?, ?, ?, ?)",
+                (ref, answer.text, _encode_scored(answer.candidates), self._now()),
+            )
+
+    def close_answer(self, ref: str) -> OpenAnswer | None:
+        """The answer's question and ranking, forgotten as they are handed back: feedback is
+        given once. None when it was given already or the keep time is over."""
+        with self._locked() as db, _transaction(db):
+            row = db.execute(
+                "SELECT text, candidates, shown_at FROM open_answers WHERE ref = ?", (ref,)
+            ).fetchone()
+            db.execute("DELETE FROM open_answers WHERE ref = ?", (ref,))
+        if row is None or row[2] < self._now() - FEEDBACK_KEEP_SECONDS:
+            return None
+        return OpenAnswer(row[0], _decode_scored(row[1]))
+
     # --- retention --------------------------------------------------------------------------
 
     def prune(self) -> Pruned:
         """Drop what is past its keep time: seen update ids, untouched sessions, undelivered
-        messages, and owners of sessions that are over."""
+        messages, owners of sessions that are over, and answers no longer open to feedback."""
         now = self._now()
         with self._locked() as db, _transaction(db):
             seen = db.execute(
@@ -480,7 +608,9 @@ class Store:
                 "DELETE FROM session_owners WHERE chat_id NOT IN "
                 "(SELECT chat_id FROM active_sessions)"
             ).rowcount
-        return Pruned(seen_updates=seen, sessions=sessions, outbox=outbox, owners=owners)
+            answers = _expire_open_answers(db, now)
+        return Pruned(seen_updates=seen, sessions=sessions, outbox=outbox, owners=owners,
+                      open_answers=answers)
 
     # --- internals ------------------------------------------------------------------------
 
@@ -551,6 +681,36 @@ def _check_file(path: Path) -> None:
         )
     if not os.access(path, os.R_OK | os.W_OK):
         raise StoreError(f"database {path}: permission denied: need read and write access")
+
+
+_MISS_COLUMNS = (
+    "ref, day, front_end, text, decision, candidates, unhelpful, picked, none_of_these"
+)
+
+
+def _miss_row(row: tuple[Any, ...]) -> MissRow:
+    ref, day, front_end, text, decision, candidates, unhelpful, picked, none_of_these = row
+    return MissRow(ref, day, front_end, text, decision, _decode_scored(candidates),
+                   bool(unhelpful), picked, bool(none_of_these))
+
+
+def _expire_open_answers(db: sqlite3.Connection, now: float) -> int:
+    return db.execute(
+        "DELETE FROM open_answers WHERE shown_at < ?", (now - FEEDBACK_KEEP_SECONDS,)
+    ).rowcount
+
+
+def _encode_scored(scored: Scored) -> str:
+    return json.dumps([[topic, round(score, 1)] for topic, score in scored])
+
+
+def _decode_scored(text: str) -> Scored:
+    """Candidates back from JSON; anything malformed reads as none (the log is advisory)."""
+    try:
+        value = json.loads(text)
+        return tuple((str(topic), float(score)) for topic, score in value)
+    except (ValueError, TypeError):
+        return ()
 
 
 def _decode(text: str) -> dict[str, Any] | None:

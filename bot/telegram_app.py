@@ -48,12 +48,15 @@ How it copes when Telegram or the network fails
   member's press on it gets a short alert and changes nothing, and their typed session
   commands get a short note.
 - Retention. A job prunes the store on a schedule (`Store.prune`): seen update ids, old
-  sessions and undelivered messages past their keep times.
+  sessions, undelivered messages and answers open to feedback past their keep times; and,
+  once a day, the misses log's old days (bot/misses.py).
 
 Which presses edit the message they are on: session controls, checklist ticks, settings and
 the browse menu change the screen they belong to, so the first reply replaces that message;
 everything else (an answer, a new menu) is sent as a new message so the chat keeps its
-history. When a timer ends the bot always sends a new message, so the phone notifies.
+history. A press whose response says what the pressed message shows now (`Response.pressed`:
+an answer's feedback row, gone once pressed) also edits that message. When a timer ends
+the bot always sends a new message, so the phone notifies.
 """
 
 from __future__ import annotations
@@ -521,10 +524,13 @@ class TelegramFrontEnd:
     async def prune(self, context: Context) -> None:
         pruned = self.store.prune()
         expired = self.outbox.expire()
+        misses = self.conversation.misses.prune_if_due()  # once a day, even when quiet
         log.info(
             "pruned the store: %d seen update id(s), %d old session(s), %d undelivered "
-            "message(s) (%d in memory), %d owner(s)",
+            "message(s) (%d in memory), %d owner(s), %d answer(s) closed to feedback, "
+            "%d old miss(es)",
             pruned.seen_updates, pruned.sessions, pruned.outbox, expired, pruned.owners,
+            pruned.open_answers, misses,
         )
 
     # --- asking the core ---------------------------------------------------------------------
@@ -538,10 +544,12 @@ class TelegramFrontEnd:
         user: User | None = None,
         chat: Chat | None = None,
         edit: int | None = None,
+        pressed: int | None = None,
         priority: Priority = Priority.INTERACTIVE,
     ) -> bool:
         """Ask the core, and commit its new state with the messages that show it (and the
         update's dedupe mark) in one transaction; then arm or cancel the chat's timer.
+        `pressed` is the message whose button was pressed, for a response that changes it.
 
         False, and nothing done, for an update already handled.
         """
@@ -561,6 +569,9 @@ class TelegramFrontEnd:
                     self.unrestored.add(chat_id)  # rolled back: restore it again later
                     raise
             response = call()
+            if response.pressed is not None and pressed is not None:
+                self.stage(batch, chat_id, Response(replies=(response.pressed,)), priority,
+                           orders, edit=pressed)
             self.stage(batch, chat_id, response, priority, orders, edit=edit)
             if chat is not None and user is not None and chat.type != ChatType.PRIVATE:
                 self.note_owner(chat_id, user)
@@ -739,6 +750,7 @@ class TelegramFrontEnd:
                 chat_id, lambda: self.conversation.handle_action(chat_id, action or NOT_OUR_BUTTON),
                 update=update, user=query.from_user, chat=message.chat,
                 edit=message.message_id if editable and isinstance(message, Message) else None,
+                pressed=message.message_id if isinstance(message, Message) else None,
             )
         finally:
             self.answer_later(context, query)

@@ -1,6 +1,7 @@
 """The terminal front end: the same conversation as the Telegram bot, in a console.
 
-Buttons become numbered choices (type the number); commands are the same (/session, /help, …).
+Buttons become numbered choices (type the number), or keys where the core gives one (type +
+for "Helpful"); commands are the same (/session, /help, …).
 Input is read on a helper thread so a step's timer can speak up on time while the person is
 not typing. With piped input, each line is one message; at the end of input the chat keeps
 running only while a session timer is armed, so `/session` piped in walks through to the end.
@@ -16,7 +17,7 @@ from typing import TextIO
 
 from bot.clock import Clock
 from bot.conversation import Conversation
-from bot.replies import ArmTimer, Button, CancelTimer, Response
+from bot.replies import ArmTimer, Button, CancelTimer, Reply, Response
 
 TERMINAL_CHAT_ID = 0
 GOODBYE = "Bye! Your progress is saved.\n"
@@ -29,7 +30,7 @@ def format_remaining(seconds: float) -> str:
 
 
 def render_text(response: Response, first_number: int = 1) -> tuple[str, list[Button]]:
-    """Plain text for a response, with every button as a numbered choice."""
+    """Plain text for a response, with every button as a numbered choice (or its key)."""
     blocks: list[str] = []
     choices: list[Button] = []
     for message in response.replies:
@@ -40,11 +41,25 @@ def render_text(response: Response, first_number: int = 1) -> tuple[str, list[Bu
         for row in message.buttons:
             cells = []
             for button in row:
+                if button.key:
+                    cells.append(f"[{button.key}] {button.label}")
+                    continue
                 choices.append(button)
                 cells.append(f"[{first_number + len(choices) - 1}] {button.label}")
             lines.append("  " + "   ".join(cells))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks), choices
+
+
+def keyed_buttons(replies: tuple[Reply, ...]) -> dict[str, Button]:
+    """The buttons offered as keys rather than numbers, by key."""
+    return {
+        button.key: button
+        for message in replies
+        for row in message.buttons
+        for button in row
+        if button.key
+    }
 
 
 @dataclass
@@ -54,13 +69,19 @@ class TerminalChat:
     out: TextIO
     chat_id: int = TERMINAL_CHAT_ID
     choices: list[Button] = field(default_factory=list)
+    keys: dict[str, Button] = field(default_factory=dict)
     timer: ArmTimer | None = None
 
     def show(self, response: Response) -> None:
+        if response.pressed is not None:
+            # The pressed message's spent buttons (feedback) can't be pressed again.
+            _text, self.choices = render_text(Response(replies=(response.pressed,)))
+            self.keys = keyed_buttons((response.pressed,))
         text, choices = render_text(response)
-        if choices:
-            # Numbers always refer to the latest message that offered choices.
-            self.choices = choices
+        keys = keyed_buttons(response.replies)
+        if choices or keys:
+            # Numbers and keys always refer to the latest message that offered choices.
+            self.choices, self.keys = choices, keys
         if text:
             self.out.write(text + "\n\n")
             self.out.flush()
@@ -74,6 +95,9 @@ class TerminalChat:
         text = line.strip()
         if text.lower() in QUIT_WORDS:
             return False
+        if text in self.keys:
+            self.show(self.conversation.handle_action(self.chat_id, self.keys[text].action))
+            return True
         if text.isdigit() and self.choices:
             number = int(text)
             if 1 <= number <= len(self.choices):

@@ -940,14 +940,16 @@ async def start_bot(
     """Build our Application on `settings` (store file included) and serve it in a task."""
     from bot.conversation import Conversation
     from bot.matcher import Matcher
+    from bot.misses import MissesPolicy
     from bot.store import Store
     from bot.telegram_app import build_application, serve
 
-    conversation = Conversation(
+    conversation = Conversation(  # as bot.conversation.build_conversation, on a given KB
         knowledge=knowledge,
         matcher=Matcher(knowledge),
         store=Store.open(settings.database_path),
         clock=clock,
+        misses_policy=MissesPolicy.from_settings(settings, "telegram"),
     )
     options = options or fast_options()
     app = build_application(settings, conversation, clock, options)

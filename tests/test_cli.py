@@ -131,3 +131,18 @@ def test_ask_json_marks_small_talk_as_no_answer() -> None:
     assert objects[2]["topic"] == "petrissage"
     assert objects[2]["candidates"][0]["phrasing"]  # why: the phrasing that matched best
     assert "petrissage" in objects[2]["candidates"][0]["words"]
+
+
+def test_eval_names_an_unknown_topic_id_and_an_unlabelled_entry(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("- q: how do i knead\n  expect: [petrisage]\n  style: direct\n")
+    done = massage_bot("eval", str(typo))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"massage-bot eval: {typo}: expect names unknown topic id(s): petrisage"
+    )
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("- q: how do i knead\n  expect:\n  style: misses\n")
+    done = massage_bot("eval", str(empty))
+    assert done.returncode == 1 and "question 1: expect must be a list" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -74,7 +74,10 @@ def test_a_question_gets_its_topic_with_related_buttons(
     assert message.title == knowledge.topics["petrissage"].title
     assert message.text == knowledge.topics["petrissage"].answer
     related = {knowledge.topics[r].title for r in knowledge.topics["petrissage"].related}
-    assert related == set(labels(response))
+    *topic_rows, feedback = message.buttons
+    assert related == {button.label for row in topic_rows for button in row}
+    # One row under it asks whether it helped.
+    assert [button.label for button in feedback] == ["👍 Helpful", "👎 Not what I asked"]
 
 
 def test_out_of_scope_gets_the_polite_fallback(conversation: Conversation) -> None:

@@ -39,6 +39,9 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         ({"ADMIN_IDS": "alice"}, "ADMIN_IDS must be Telegram user ids"),
         ({"WEBHOOK_URL": "https://x.example/hook"}, "WEBHOOK_SECRET must be set"),
         ({"WEBHOOK_PORT": "eighty"}, "WEBHOOK_PORT must be a whole number"),
+        ({"MISSES_LOG": "sometimes"}, "MISSES_LOG must be on or off"),
+        ({"MISSES_KEEP_DAYS": "a week"}, "MISSES_KEEP_DAYS must be a whole number"),
+        ({"MISSES_KEEP_DAYS": "0"}, "MISSES_KEEP_DAYS must be at least 1"),
     ],
 )
 def test_malformed_settings_give_one_clear_line(env: dict[str, str], message: str) -> None:
@@ -60,3 +63,10 @@ def test_missing_or_malformed_token_never_echoes_it(token: str) -> None:
 
 def test_well_formed_token_is_accepted() -> None:
     assert load_settings({"TELEGRAM_BOT_TOKEN": TOKEN}, dotenv=None).require_token() == TOKEN
+
+
+def test_the_misses_log_is_on_for_ninety_days_unless_set() -> None:
+    default = load_settings({}, dotenv=None)
+    assert (default.misses_log, default.misses_keep_days) == (True, 90)
+    off = load_settings({"MISSES_LOG": "OFF", "MISSES_KEEP_DAYS": "30"}, dotenv=None)
+    assert (off.misses_log, off.misses_keep_days) == (False, 30)

@@ -37,5 +37,11 @@ async def test_only_an_admin_can_reload_the_knowledge_base(
             target.write_text(source.read_text())
         [reloaded] = await admin.say("/reload")
         assert f"Reloaded: {knowledge.summary()}" in reloaded.text
+        assert "warning" not in reloaded.text
+
+        # A phrasing two entries claim loads (the matcher asks back) but the admin hears of it.
+        (broken / "reviewed.yaml").write_text("out_of_scope:\n  - kneading\n")
+        [warned] = await admin.say("/reload")
+        assert warned.text.endswith("1 warning(s): run massage-bot check.")
     finally:
         await bot.close()

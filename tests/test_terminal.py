@@ -205,3 +205,15 @@ def test_prompt_counts_down_and_shows_a_pause(knowledge: KnowledgeBase, tmp_path
         assert chat.prompt() in ("[2:30 left] > ", "[2:29 left] > ")
         chat.handle_line("pause")
         assert chat.prompt().endswith(" paused] > ")
+
+
+def test_feedback_keys_under_an_answer_go_once_pressed(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    output = run_in_process(knowledge, tmp_path, "what is effleurage\n+\n+\n", speed=1)
+    assert "[+] 👍 Helpful   [-] 👎 Not what I asked" in output
+    assert output.count("Thanks, glad it helped!") == 1  # the second + is not a key any more
+    # The related topics keep their numbers once the row has gone.
+    output = run_in_process(knowledge, tmp_path, "what is effleurage\n+\n1\n", speed=1)
+    effleurage = knowledge.topics["effleurage"]
+    assert f"== {knowledge.topics[effleurage.related[0]].title} ==" in output
