@@ -418,7 +418,7 @@ class Matcher:
             for term, weight in weights.items():
                 if weight >= strong_evidence:
                     strong[term].add(index)
-        self._strong_entries = {term: frozenset(found) for term, found in strong.items() if found}
+        self._strong_entries = {term: tuple(found) for term, found in strong.items() if found}
 
         # Correction candidates by first letter and length: a typo keeps both, nearly.
         self._by_start: dict[tuple[str, int], list[str]] = {}
