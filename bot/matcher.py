@@ -917,8 +917,9 @@ class Matcher:
         message = self._analyse(text)
         terms = message.terms
         words = raw_words(text)
-        last = stem(self._canonical(words[-1])) if words else ""
-        if words and not any(t.term == last for t in terms if t.known):
+        # The last word may be half typed even when it is a word of its own ("petri" of
+        # "petri sage"), so its completions always join it.
+        if words:
             terms += self._completions(words[-1], {t.term for t in terms})
         scored = self._score(terms, max(limit, RERANK_POOL), keep=max(limit, 0))
         found = [s for s in scored if self._ids[s.index] is not None and s.score >= SEARCH_MIN]
