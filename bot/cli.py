@@ -16,7 +16,7 @@ import yaml
 from bot.clock import ScaledClock, SystemClock
 from bot.knowledge import KnowledgeBase, KnowledgeError, check_knowledge, load_knowledge
 from bot.matcher import Match, Matcher, cached_text_words
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import EXIT_CONFIG, Settings, SettingsError, load_settings
 from bot.store import StoreError
 
 TERMINAL_DATABASE = "terminal.sqlite3"
@@ -319,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (SettingsError, StoreError) as error:
         print(f"massage-bot: {error}", file=sys.stderr)
-        return 1
+        # The bot's supervisor must not restart on a setting that will not heal.
+        return EXIT_CONFIG if command == "run" else 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -20,6 +20,12 @@ DEFAULT_MISSES_KEEP_DAYS = 90
 PACKAGE_KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 
 
+# sysexits.h's EX_CONFIG: what will not heal by itself (a bad token, a wrong base URL, bad
+# settings, a broken knowledge base or store). A supervisor should not restart on it
+# (deploy/massage-bot.service: RestartPreventExitStatus).
+EXIT_CONFIG = 78
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message is one line for the user."""
 

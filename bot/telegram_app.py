@@ -117,7 +117,7 @@ from bot.logging_setup import Redactor, configure_logging, install_redaction
 from bot.replies import ArmTimer, CancelTimer, Reply, Response, TimerOrder, reply
 from bot.session import ACTION_PREFIX, parse_action
 from bot.session import parse_command as parse_session_command
-from bot.settings import Settings, SettingsError
+from bot.settings import EXIT_CONFIG, Settings, SettingsError
 from bot.store import SessionOwner, Store, StoreError
 from bot.telegram_flood import FloodLimiter, FloodLimits
 from bot.telegram_net import (
@@ -152,10 +152,6 @@ ATTACHMENT_KINDS = (
     "venue", "location", "contact", "poll", "dice", "game", "story",
 )  # fmt: skip
 EXIT_FAILURE = 1
-# sysexits.h's EX_CONFIG: what will not heal by itself (a bad token, a wrong base URL, bad
-# settings, a broken knowledge base or store). A supervisor should not restart on it
-# (deploy/massage-bot.service: RestartPreventExitStatus).
-EXIT_CONFIG = 78
 # Groups: what another member gets for pressing (an alert: at most 200 characters) or typing
 # a command for someone else's session.
 NOT_YOUR_SESSION = (

@@ -146,3 +146,13 @@ def test_eval_names_an_unknown_topic_id_and_an_unlabelled_entry(tmp_path: Path) 
     done = massage_bot("eval", str(empty))
     assert done.returncode == 1 and "question 1: expect must be a list" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_run_with_a_malformed_setting_fails_at_once_without_restart(tmp_path: Path) -> None:
+    # A bad LOG_LEVEL will not heal: one line naming it, and the exit code the service unit
+    # (deploy/massage-bot.service) does not restart on.
+    done = massage_bot("run", env={"LOG_LEVEL": "loud", "DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+    assert done.returncode == 78
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("massage-bot: LOG_LEVEL must be one of DEBUG, INFO")
+    assert "LOUD" in line
