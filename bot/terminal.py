@@ -10,6 +10,7 @@ running only while a session timer is armed, so `/session` piped in walks throug
 from __future__ import annotations
 
 import queue
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,21 @@ def render_text(response: Response, first_number: int = 1) -> tuple[str, list[Bu
             lines.append("  " + "   ".join(cells))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks), choices
+
+
+# A number as people type one when picking from a list: "2", "2.", "2)", "#2", "-1".
+TYPED_NUMBER = re.compile(r"#?\s*([-+]?\d{1,6})\s*[.)]?")
+
+
+def typed_number(text: str) -> int | None:
+    """The number `text` picks, or None when it is not just a number."""
+    found = TYPED_NUMBER.fullmatch(text)
+    return int(found.group(1)) if found else None
+
+
+def choice_list(choices: list[Button]) -> str:
+    """The numbered choices again, on one line, as `render_text` numbered them."""
+    return "  " + "   ".join(f"[{n}] {b.label}" for n, b in enumerate(choices, start=1))
 
 
 def keyed_buttons(replies: tuple[Reply, ...]) -> dict[str, Button]:
@@ -98,13 +114,14 @@ class TerminalChat:
         if text in self.keys:
             self.show(self.conversation.handle_action(self.chat_id, self.keys[text].action))
             return True
-        if text.isdigit() and self.choices:
-            number = int(text)
+        number = typed_number(text)
+        if number is not None and self.choices:
             if 1 <= number <= len(self.choices):
                 action = self.choices[number - 1].action
                 self.show(self.conversation.handle_action(self.chat_id, action))
             else:
-                self.out.write(f"Pick a number from 1 to {len(self.choices)}.\n\n")
+                self.out.write(f"Pick a number from 1 to {len(self.choices)}:\n")
+                self.out.write(choice_list(self.choices) + "\n\n")
             return True
         if text.startswith("/"):
             command, _, args = text[1:].partition(" ")

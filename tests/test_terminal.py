@@ -57,6 +57,29 @@ def test_questions_and_numbered_choices(knowledge: KnowledgeBase, tmp_path: Path
     assert "Pick a number from 1 to" in output
 
 
+@pytest.mark.parametrize("typed", ["-1", "9", "0", "#12"])
+def test_a_number_out_of_range_gets_one_line_and_the_choices_again(
+    knowledge: KnowledgeBase, tmp_path: Path, typed: str
+) -> None:
+    output = run_in_process(knowledge, tmp_path, f"what is effleurage\n{typed}\n", speed=1)
+    first, _, after = output.partition("Pick a number from 1 to")
+    count = int(after.split(":")[0])
+    repeated = after.split("\n")[1]
+    # The same choices as under the answer, no did-you-mean and no fallback.
+    assert all(f"[{n}] " in repeated for n in range(1, count + 1))
+    assert f"[{count + 1}] " not in repeated
+    assert all(cell in first for cell in repeated.strip().split("   "))
+    assert "Did you mean" not in after and "not sure" not in after.lower()
+
+
+def test_a_number_typed_with_a_dot_picks_that_choice(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    output = run_in_process(knowledge, tmp_path, "what is effleurage\n1.\n", speed=1)
+    first_related = knowledge.topics[knowledge.topics["effleurage"].related[0]]
+    assert f"== {first_related.title} ==" in output
+
+
 def test_whole_session_runs_hands_free_on_a_fast_clock(
     knowledge: KnowledgeBase, tmp_path: Path
 ) -> None:
