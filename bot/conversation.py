@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +169,14 @@ def did_you_mean(text: str, topics: list[str], knowledge: KnowledgeBase, ref: st
 def help_reply(privacy: str = "") -> Response:
     text = f"{HELP}\n\n{privacy}" if privacy else HELP
     return reply(text, title="How to use me", buttons=MENU_BUTTONS)
+
+
+def _with_menu(response: Response) -> Response:
+    """A session's last words with the main menu under them, so the person can carry on."""
+    if not response.replies or response.replies[-1].buttons:
+        return response
+    last = replace(response.replies[-1], buttons=MENU_BUTTONS)
+    return replace(response, replies=(*response.replies[:-1], last))
 
 
 def greeting_reply() -> Response:
@@ -551,6 +559,7 @@ class Conversation:
         if after is None:
             if before is not None:
                 self.store.delete_session(chat_id)
+                response = _with_menu(response)
         elif after != before:
             self.store.save_session(chat_id, after.to_dict())
             if before is not None and after.hands_free != before.hands_free:

@@ -245,6 +245,8 @@ def test_a_yes_on_the_bedside_rub_still_runs_the_skin_check_and_report(
         seen += text_of(response)
     steps = knowledge.sessions["bedside-back-rub"].steps_in("skin-check-only")
     assert f"Steps done: {len(steps)} of {len(steps)}" in text_of(response)
+    # The end is not a dead end: the main menu is under the summary.
+    assert {"▶️ Guided session", "❓ Ask a question", "🧴 Equipment"} <= set(labels(response))
     assert "Check the skin" in seen and "Reposition" in seen and "Note and report" in seen
     assert "Gentle strokes" not in seen
 

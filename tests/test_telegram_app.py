@@ -212,6 +212,7 @@ async def test_a_whole_guided_session_with_timers(
     last = [o for o in api.sent_in(ann.chat_id) if final in o.text][-1]
     [summary] = await ann.press(last, "Finish")
     assert "Session complete" in summary.text
+    assert any(data.endswith("menu:session") for _label, data in summary.buttons)  # not a dead end
     assert bot.conversation.store.load_session(ann.chat_id) is None
     assert not bot.app.job_queue.get_jobs_by_name(timer_job_name(ann.chat_id))
     assert api.unanswered_queries() == set()
@@ -223,6 +224,7 @@ async def test_stop_mid_session_cancels_the_timer(
     [safety] = await ann.say("/start session-quick-back")
     [stopped] = await ann.press(safety, "Stop")
     assert "cancelled" in stopped.text.lower()
+    assert any(data.endswith("menu:ask") for _label, data in stopped.buttons)
     assert bot.conversation.store.load_session(ann.chat_id) is None
 
 
