@@ -1,4 +1,4 @@
-"""`massage-bot chat | run | ask | check | eval | misses`."""
+"""`massage-bot chat | run | ask | check | eval | misses | pictures`."""
 
 from __future__ import annotations
 
@@ -175,6 +175,7 @@ def cmd_misses(args: argparse.Namespace, settings: Settings, knowledge: Knowledg
 def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase) -> int:
     from bot.conversation import Conversation
     from bot.misses import MissesPolicy
+    from bot.pictures import PICTURES_DIR, PictureFiles
     from bot.store import Store
     from bot.terminal import TerminalChat, run_chat
 
@@ -190,7 +191,8 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeB
             knowledge=knowledge, matcher=Matcher(knowledge), store=store, clock=clock,
             misses_policy=MissesPolicy.from_settings(settings, "terminal"),
         )
-        chat = TerminalChat(conversation=conversation, clock=clock, out=sys.stdout)
+        chat = TerminalChat(conversation=conversation, clock=clock, out=sys.stdout,
+                            pictures=PictureFiles(settings.data_dir / PICTURES_DIR))
         return run_chat(chat, read_line=input if interactive else _read_stdin_line,
                         interactive=interactive)
     finally:
@@ -227,6 +229,14 @@ def _read_stdin_line(_prompt: str) -> str:
     return line
 
 
+def cmd_pictures(args: argparse.Namespace, knowledge: KnowledgeBase) -> int:
+    from bot.pictures import write_all
+
+    for path in write_all(knowledge, Path(args.dir)):
+        print(path)
+    return 0
+
+
 def cmd_run(settings: Settings) -> int:
     from bot.telegram_app import run_bot
 
@@ -252,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--kb", help="knowledge base directory")
     check = sub.add_parser("check", help="validate the knowledge base")
     check.add_argument("dir", nargs="?", help="knowledge base directory")
+    pictures = sub.add_parser("pictures", help="write every diagram as a PNG, to look at")
+    pictures.add_argument("dir", help="directory to write them to (made if missing)")
+    pictures.add_argument("--kb", help="knowledge base directory")
     evaluation = sub.add_parser(
         "eval",
         help="score the matcher on a questions file, or cross-validate it on the knowledge base",
@@ -313,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_eval(args, knowledge)
         if command == "misses":
             return cmd_misses(args, settings, knowledge)
+        if command == "pictures":
+            return cmd_pictures(args, knowledge)
         return cmd_chat(args, settings, knowledge)
     except KnowledgeError as error:
         _print_problems(error.problems, sys.stderr)

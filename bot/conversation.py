@@ -7,11 +7,13 @@ before the response is returned, so whatever a front end shows has already been 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.checklist import checklist_reply
 from bot.clock import Clock
@@ -43,7 +45,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("session", "Start a guided massage, step by step"),
     ("equipment", "Checklist of what to get ready"),
     ("topics", "Browse everything I know"),
-    ("settings", "Hands-free mode on or off"),
+    ("settings", "Hands-free mode and pictures on or off"),
     ("stop", "Stop the current session"),
     ("help", "How to use this bot"),
 )
@@ -51,6 +53,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 EQUIPMENT_LIST = "equipment"
 RELOAD_PROBLEMS_SHOWN = 10
 HANDS_FREE_KEY = "hands_free"
+PICTURES_KEY = "pictures"
 
 _START_SESSION = re.compile(
     r"^\s*(?:let'?s\s+)?(?:start|begin|do|run|launch)\s+(?:a\s+|the\s+|my\s+)?"
@@ -80,7 +83,7 @@ HELP = (
     "• /session: a guided massage, step by step, with timers\n"
     "• /equipment: a checklist of what to get ready\n"
     "• /topics: browse everything I know\n"
-    "• /settings: hands-free mode (steps move on by themselves)\n"
+    "• /settings: hands-free mode (steps move on by themselves) and pictures\n"
     "• /stop: stop the current session\n\n"
     "During a session you can also type next, back, repeat, pause, resume or stop."
 )
@@ -149,7 +152,7 @@ def topic_reply(topic: Topic, knowledge: KnowledgeBase, feedback: str = "") -> R
             Button(HELPFUL, f"fb:+:{feedback}:{topic.id}", key="+"),
             Button(NOT_WHAT_I_ASKED, f"fb:-:{feedback}:{topic.id}", key="-"),
         ))
-    return reply(topic.answer, title=topic.title, buttons=tuple(rows))
+    return reply(topic.answer, title=topic.title, buttons=tuple(rows), picture=topic.picture)
 
 
 def did_you_mean(text: str, topics: list[str], knowledge: KnowledgeBase, ref: str = ""
@@ -207,6 +210,19 @@ def reply_for_match(
     return reply(FALLBACK, buttons=MENU_BUTTONS)
 
 
+_Handler = TypeVar("_Handler", bound=Callable[..., Response])
+
+
+def _pictures_as_chosen(handler: _Handler) -> _Handler:
+    """An entry point whose response leaves out pictures for a person who turned them off."""
+
+    @functools.wraps(handler)
+    def handle(self: Conversation, chat_id: int, *args: Any) -> Response:
+        return self._as_chosen(chat_id, handler(self, chat_id, *args))
+
+    return handle  # type: ignore[return-value]
+
+
 @dataclass
 class Conversation:
     knowledge: KnowledgeBase
@@ -224,6 +240,7 @@ class Conversation:
 
     # --- entry points used by the front ends -------------------------------------------
 
+    @_pictures_as_chosen
     def handle_start(self, chat_id: int, payload: str = "") -> Response:
         """/start, optionally with a deep-link payload: a topic id or session-<id>."""
         payload = payload.strip()
@@ -233,6 +250,7 @@ class Conversation:
             return topic_reply(self.knowledge.topics[payload], self.knowledge)
         return greeting_reply()
 
+    @_pictures_as_chosen
     def handle_command(self, chat_id: int, command: str, args: str = "") -> Response:
         command = command.lower().lstrip("/")
         if command == "start":
@@ -254,6 +272,7 @@ class Conversation:
             return help_reply(privacy_line(self.misses_policy))
         return reply(f"I don't know the command /{command}.\n\n{HELP}", buttons=MENU_BUTTONS)
 
+    @_pictures_as_chosen
     def handle_text(self, chat_id: int, text: str) -> Response:
         text = text.strip()
         if not text:
@@ -275,6 +294,7 @@ class Conversation:
             response = response.then(self.engine.reminder(state))
         return response
 
+    @_pictures_as_chosen
     def handle_action(self, chat_id: int, action: str) -> Response:
         """A pressed button. Unknown, forged or stale actions get a polite reply."""
         kind, _, arg = action.partition(":")
@@ -292,6 +312,9 @@ class Conversation:
             return self._tick(chat_id, arg)
         if kind == "hf" and arg in ("on", "off"):
             return self._set_hands_free(chat_id, arg == "on")
+        if kind == "pic" and arg in ("on", "off"):
+            self.store.set_preference(chat_id, PICTURES_KEY, "1" if arg == "on" else "0")
+            return self._settings(chat_id)
         if kind == "fb":
             sign, _, rest = arg.partition(":")
             ref, _, topic = rest.partition(":")
@@ -309,6 +332,7 @@ class Conversation:
         log.info("unknown action %r", action[:64])
         return reply(STALE_BUTTON, buttons=MENU_BUTTONS)
 
+    @_pictures_as_chosen
     def handle_timer(self, chat_id: int, token: str) -> Response:
         state = self._load_state(chat_id)
         if state is None:
@@ -331,9 +355,12 @@ class Conversation:
             if state is None:
                 continue
             outcome = self.engine.restore(state)
-            restored.append((chat_id, self._session_act(chat_id, state, outcome)))
+            restored.append(
+                (chat_id, self._as_chosen(chat_id, self._session_act(chat_id, state, outcome)))
+            )
         return restored
 
+    @_pictures_as_chosen
     def restore_chat(self, chat_id: int) -> Response:
         """`restore` for one chat, for a front end that brings thousands back a few at a time
         (and a chat first, the moment its person writes)."""
@@ -349,6 +376,7 @@ class Conversation:
             if candidate.topic in self.knowledge.topics
         ]
 
+    @_pictures_as_chosen
     def current_screen(self, chat_id: int) -> Response:
         """The running session's current screen again, or nothing when none runs."""
         state = self._load_state(chat_id)
@@ -482,7 +510,28 @@ class Conversation:
         toggle = Button("Turn hands-free off", "hf:off") if on else Button(
             "Turn hands-free on", "hf:on"
         )
-        return reply(text, title="Settings", buttons=((toggle,),))
+        if self.pictures_on(chat_id):
+            text += "\n\nPictures are ON: techniques, positions and their steps come with a " \
+                "diagram."
+            pictures = Button("Turn pictures off", "pic:off")
+        else:
+            text += "\n\nPictures are OFF: answers and steps are text only."
+            pictures = Button("Turn pictures on", "pic:on")
+        return reply(text, title="Settings", buttons=((toggle,), (pictures,)))
+
+    def pictures_on(self, chat_id: int) -> bool:
+        return self.store.preference(chat_id, PICTURES_KEY, "1") == "1"
+
+    def _as_chosen(self, chat_id: int, response: Response) -> Response:
+        """`response` without its pictures when the person turned them off (/settings)."""
+        pictures = any(r.picture for r in response.replies) or (
+            response.pressed is not None and response.pressed.picture
+        )
+        if not pictures or self.pictures_on(chat_id):  # no store read when there is none
+            return response
+        plain = [replace(r, picture="") for r in response.replies]
+        pressed = replace(response.pressed, picture="") if response.pressed else None
+        return replace(response, replies=tuple(plain), pressed=pressed)
 
     def _hands_free(self, chat_id: int) -> bool:
         return self.store.preference(chat_id, HANDS_FREE_KEY, "1") == "1"

@@ -23,7 +23,10 @@ A knowledge file is a YAML mapping with any of these top-level keys:
   chop thing]`): more example questions for the matcher, kept apart from the content so the
   loop of reviewing what people asked does not touch the topics' files;
 - `smalltalk`: chit-chat that is not a question (`id`, `phrasings`, and a `reply`, or a
-  `command` whose screen answers it, such as `help`).
+  `command` whose screen answers it, such as `help`);
+- `pictures`: diagrams drawn by bot/pictures.py (`id`, `view`, `title`, `marks`: the data
+  bot/diagrams.py describes), shown with a topic or a step that names one (`picture: id`,
+  also in a step's variant).
 
 Every problem is collected, not just the first, and names its file, line and field, so one
 `massage-bot check` run shows everything that needs fixing. A YAML syntax error is one
@@ -43,6 +46,22 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from bot.diagrams import (
+    AREA_ROLES,
+    MAX_LABEL_CHARS,
+    MAX_LEGEND_CHARS,
+    MAX_LEGEND_LINES,
+    MAX_TITLE_CHARS,
+    PROPS,
+    SHAPES,
+    STROKE_STYLES,
+    VIEWS,
+    Mark,
+    Picture,
+    Point,
+    legend_entries,
+    picture_problems,
+)
 from bot.wording import strip_markup
 
 TOPIC_KINDS = (
@@ -96,6 +115,7 @@ class Topic:
     checklist: tuple[str, ...] = ()
     source: str = ""  # "file:line", for error messages and logs
     examples: tuple[str, ...] = ()  # messages people sent, from `examples:` files
+    picture: str = ""  # the id of the diagram shown with the answer
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,7 @@ class Step:
     title: str
     text: str
     seconds: int | None = None
+    picture: str = ""  # the id of the diagram shown with the step
     # How the step changes in each variant: a replacement step, or None when it is left out.
     variants: tuple[tuple[str, Step | None], ...] = ()
 
@@ -205,6 +226,7 @@ class KnowledgeBase:
     synonyms: Mapping[str, str] = field(default_factory=dict)  # word people use -> word meant
     ignored_words: frozenset[str] = frozenset()
     smalltalk: tuple[SmallTalk, ...] = ()
+    pictures: Mapping[str, Picture] = field(default_factory=dict)
 
     def topics_of_kind(self, kind: str) -> list[Topic]:
         return [topic for topic in self.topics.values() if topic.kind == kind]
@@ -489,6 +511,7 @@ def _parse_topic(node: _Node, file: str, where: str, out: _Collector) -> Topic:
         answer=answer,
         related=_texts(node, "related", file, where, out),
         checklist=_texts(node, "checklist", file, where, out, required=False),
+        picture=_text(node, "picture", file, where, out, required=False),
         source=f"{file}:{node.line}",
     )
 
@@ -533,15 +556,18 @@ def _parse_step_variants(
         if change == SKIP:
             variants.append((str(variant_id), None))
         elif isinstance(change, _Node):
-            unknown = set(change) - {"title", "text", "seconds"}
+            unknown = set(change) - {"title", "text", "seconds", "picture"}
             if unknown:
                 out.add(file, line, here, f"unknown fields {', '.join(sorted(map(str, unknown)))}")
             title = _text(change, "title", file, here, out, required=False) or base.title
             text = _text(change, "text", file, here, out, required=False) or base.text
             seconds = _seconds(change, file, here, out) if "seconds" in change else base.seconds
-            variants.append((str(variant_id), Step(title=title, text=text, seconds=seconds)))
+            picture = _text(change, "picture", file, here, out, required=False) or base.picture
+            variants.append((str(variant_id),
+                             Step(title=title, text=text, seconds=seconds, picture=picture)))
         else:
-            out.add(file, line, here, f"must be {SKIP!r} or a mapping of title, text, seconds")
+            out.add(file, line, here,
+                    f"must be {SKIP!r} or a mapping of title, text, seconds, picture")
     return tuple(variants)
 
 
@@ -551,7 +577,8 @@ def _parse_step(node: _Node, file: str, where: str, out: _Collector) -> Step | N
     seconds = _seconds(node, file, where, out)
     if not (title and text):
         return None
-    step = Step(title=title, text=text, seconds=seconds)
+    picture = _text(node, "picture", file, where, out, required=False)
+    step = Step(title=title, text=text, seconds=seconds, picture=picture)
     return replace(step, variants=_parse_step_variants(node, step, file, where, out))
 
 
@@ -662,6 +689,150 @@ def _parse_smalltalk(node: _Node, file: str, where: str, out: _Collector) -> Sma
         reply=reply,
         command=command,
     )
+
+
+def _step_picture_refs(node: Any, file: str, where: str) -> list[tuple[str, int, str, str]]:
+    """The pictures a step and its variants name, with their lines, to check they exist."""
+    if not isinstance(node, _Node):
+        return []
+    changes = node.get("variants")
+    named = [(node, where)] + [
+        (change, f"{where}.variants.{variant_id}")
+        for variant_id, change in (changes.items() if isinstance(changes, _Node) else ())
+        if isinstance(change, _Node)
+    ]
+    return [
+        (file, _line_of(item, "picture"), f"{name}.picture", item["picture"].strip())
+        for item, name in named
+        if isinstance(item.get("picture"), str) and item["picture"].strip()
+    ]
+
+
+# The fields each kind of mark may have besides its shape key (bot/diagrams.py).
+_MARK_FIELDS: dict[str, frozenset[str]] = {
+    "area": frozenset({"role", "legend"}),
+    "stroke": frozenset({"style", "legend", "mirror"}),
+    "circles": frozenset({"legend", "mirror"}),
+    "tremble": frozenset({"legend", "mirror"}),
+    "label": frozenset({"at", "mirror"}),
+    "prop": frozenset({"at", "legend"}),
+    "giver": frozenset({"legend"}),
+}
+
+
+def _points(value: Any, file: str, line: int, name: str, out: _Collector) -> tuple[Point, ...]:
+    """A list of [x, y] points; each malformed one is a problem at its own line."""
+    if not isinstance(value, list) or not value:
+        out.add(file, line, name, "must be a list of [x, y] points")
+        return ()
+    points: list[Point] = []
+    lines = getattr(value, "item_lines", [])
+    for index, item in enumerate(value):
+        numbers = isinstance(item, list) and len(item) == 2 and all(
+            isinstance(n, int | float) and not isinstance(n, bool) for n in item
+        )
+        if not numbers:
+            out.add(file, lines[index] if index < len(lines) else line, f"{name}[{index}]",
+                    f"must be a point [x, y], not {item!r}")
+            continue
+        points.append((float(item[0]), float(item[1])))
+    return tuple(points)
+
+
+def _parse_mark(node: Any, file: str, line: int, where: str, view: str, out: _Collector
+                ) -> Mark | None:
+    if not isinstance(node, _Node):
+        out.add(file, line, where, f"must be a mapping with one of {', '.join(SHAPES)}")
+        return None
+    shapes = [key for key in node if key in SHAPES]
+    if len(shapes) != 1:
+        out.add(file, node.line, where,
+                f"needs exactly one of {', '.join(SHAPES)}, not {len(shapes)}")
+        return None
+    shape = str(shapes[0])
+    here = f"{where}.{shape}"
+    unknown = set(map(str, node)) - {shape} - _MARK_FIELDS[shape]
+    if unknown:
+        out.add(file, node.line, where, f"unknown fields for a {shape}: "
+                f"{', '.join(sorted(unknown))}")
+    value, value_line = node[shape], _line_of(node, shape)
+    legend = _text(node, "legend", file, where, out, required=False)
+    if len(legend) > MAX_LEGEND_CHARS:
+        out.add(file, _line_of(node, "legend"), f"{where}.legend",
+                f"is {len(legend)} characters; at most {MAX_LEGEND_CHARS} fit beside the key")
+    mirror = node.get("mirror", False)
+    if not isinstance(mirror, bool):
+        out.add(file, _line_of(node, "mirror"), f"{where}.mirror", "must be true or false")
+        mirror = False
+    mark = Mark(shape=shape, legend=legend, mirror=mirror)
+    if shape in ("stroke", "circles", "tremble"):
+        points = _points(value, file, value_line, here, out)
+        if shape == "stroke" and len(points) < 2:
+            out.add(file, value_line, here, "a stroke needs at least two points")
+        style = _text(node, "style", file, where, out, required=False) or "firm"
+        if style not in STROKE_STYLES:
+            out.add(file, _line_of(node, "style"), f"{where}.style",
+                    f"unknown style {style!r}; expected {' or '.join(STROKE_STYLES)}")
+        mark = replace(mark, points=points, role=style if shape == "stroke" else "")
+    elif shape == "label":
+        text = value.strip() if isinstance(value, str) else ""
+        if not text:
+            out.add(file, value_line, here, "must be the label's text")
+        elif len(text) > MAX_LABEL_CHARS:
+            out.add(file, value_line, here,
+                    f"is {len(text)} characters; at most {MAX_LABEL_CHARS} fit on the drawing")
+        at = _points([node.get("at")], file, _line_of(node, "at"), f"{where}.at", out)
+        mark = replace(mark, text=text, points=at)
+    elif shape == "area":
+        role = _text(node, "role", file, where, out)
+        if role and role not in AREA_ROLES:
+            out.add(file, _line_of(node, "role"), f"{where}.role",
+                    f"unknown role {role!r}; expected {' or '.join(AREA_ROLES)}")
+        mark = replace(mark, name=str(value), role=role)
+    elif shape == "prop":
+        if value not in PROPS:
+            out.add(file, value_line, here, f"unknown prop {value!r}; expected one of "
+                    f"{', '.join(PROPS)}")
+        mark = replace(mark, name=str(value), place=_text(node, "at", file, where, out))
+    else:  # giver
+        mark = replace(mark, name=str(value))
+    if view in VIEWS:
+        for message in picture_problems(view, mark):
+            out.add(file, value_line, here, message)
+    return mark
+
+
+def _parse_picture(node: _Node, file: str, where: str, out: _Collector) -> Picture:
+    picture_id = _checked_id(node, file, where, out)
+    where = f"picture {picture_id}" if picture_id else where
+    unknown = set(map(str, node)) - {"id", "view", "title", "marks"}
+    if unknown:
+        out.add(file, node.line, where, f"unknown fields {', '.join(sorted(unknown))}")
+    view = _text(node, "view", file, where, out)
+    if view and view not in VIEWS:
+        out.add(file, _line_of(node, "view"), f"{where}.view",
+                f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+    title = _text(node, "title", file, where, out)
+    if len(title) > MAX_TITLE_CHARS:
+        out.add(file, _line_of(node, "title"), f"{where}.title",
+                f"is {len(title)} characters; at most {MAX_TITLE_CHARS} fit across the picture")
+    raw = node.get("marks")
+    marks: list[Mark] = []
+    if not isinstance(raw, list) or not raw:
+        out.add(file, _line_of(node, "marks"), f"{where}.marks", "must be a list of marks")
+    else:
+        lines = getattr(raw, "item_lines", [])
+        for index, item in enumerate(raw):
+            line = lines[index] if index < len(lines) else _line_of(node, "marks")
+            mark = _parse_mark(item, file, line, f"{where}.marks[{index}]", view, out)
+            if mark is not None:
+                marks.append(mark)
+    legends = len(legend_entries(marks))
+    if legends > MAX_LEGEND_LINES:
+        out.add(file, _line_of(node, "marks"), f"{where}.marks",
+                f"{legends} legend lines; at most {MAX_LEGEND_LINES} fit under the picture")
+    return Picture(id=picture_id, view=view, title=title, marks=tuple(marks),
+                   source=f"{file}:{node.line}")
 
 
 def _parse_variant(node: _Node, file: str, where: str, out: _Collector) -> Variant:
@@ -824,7 +995,7 @@ def _note_origins(
 
 _TOP_LEVEL_KEYS = (
     "topics", "sessions", "variants", "safety_check", "out_of_scope", "vocabulary", "smalltalk",
-    "examples",
+    "examples", "pictures",
 )  # fmt: skip
 
 
@@ -959,6 +1130,8 @@ def check_knowledge(
     synonyms: dict[str, str] = {}
     ignored: set[str] = set()
     smalltalk: list[SmallTalk] = []
+    pictures: dict[str, Picture] = {}
+    picture_refs: list[tuple[str, int, str, str]] = []  # file, line, field, picture id
     # (file, line, topic id, phrasings) of `examples:`, joined to their topics at the end.
     examples: list[tuple[str, int, str, tuple[str, ...]]] = []
     # Where each session and the safety check came from, for cross-reference problems.
@@ -995,6 +1168,9 @@ def check_knowledge(
                 continue
             topics[topic.id] = topic
             said += _topic_said(node, label, topic.id)
+            if topic.picture:
+                picture_refs.append((label, _line_of(node, "picture"),
+                                     f"topic {topic.id}.picture", topic.picture))
             related = node.get("related")
             related_lines = getattr(related, "item_lines", [])
             for ref_index, ref in enumerate(topic.related):
@@ -1018,6 +1194,8 @@ def check_knowledge(
             raw_steps = node.get("steps")
             for index, step_node in enumerate(raw_steps if isinstance(raw_steps, list) else []):
                 step_variants = step_node.get("variants") if isinstance(step_node, _Node) else None
+                picture_refs += _step_picture_refs(step_node, label,
+                                                   f"session {session.id}.steps[{index}]")
                 if isinstance(step_variants, _Node):
                     for variant_id in step_variants:
                         origins[f"session:{session.id}:steps[{index}]:{variant_id}"] = (
@@ -1068,6 +1246,17 @@ def check_knowledge(
                 said += _said(data["examples"], str(topic_id), label, "examples", owner,
                               f"{_ROLES['examples']} of {owner}")
         for index, node in _mapping_items(
+            data.get("pictures", []), label, "pictures", _line_of(data, "pictures"), out
+        ):
+            picture = _parse_picture(node, label, f"pictures[{index}]", out)
+            if not picture.id:
+                continue
+            if picture.id in pictures:
+                out.add(label, _line_of(node, "id"), f"picture {picture.id}.id",
+                        f"duplicate id, first defined at {pictures[picture.id].source}")
+                continue
+            pictures[picture.id] = picture
+        for index, node in _mapping_items(
             data.get("smalltalk", []), label, "smalltalk", _line_of(data, "smalltalk"), out
         ):
             talk = _parse_smalltalk(node, label, f"smalltalk[{index}]", out)
@@ -1107,7 +1296,11 @@ def check_knowledge(
         synonyms=synonyms,
         ignored_words=frozenset(ignored),
         smalltalk=tuple(smalltalk),
+        pictures=pictures,
     )
+    for label, line, name, ref in picture_refs:
+        if ref not in pictures:
+            out.add(label, line, name, f"unknown picture {ref!r}", missing=ref)
     _check_references(knowledge, origins, out)
     _check_phrasings(said, out)
     if unread:

@@ -29,6 +29,9 @@ class Reply:
     text: str
     title: str = ""
     buttons: tuple[tuple[Button, ...], ...] = ()  # rows of buttons
+    # The id of a diagram shown with the text (knowledge `pictures:`); "" for none. Each
+    # front end shows it its own way: Telegram as a photo, the terminal as a file path.
+    picture: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,5 +72,6 @@ class Response:
         )
 
 
-def reply(text: str, title: str = "", buttons: tuple[tuple[Button, ...], ...] = ()) -> Response:
-    return Response(replies=(Reply(text=text, title=title, buttons=buttons),))
+def reply(text: str, title: str = "", buttons: tuple[tuple[Button, ...], ...] = (),
+          picture: str = "") -> Response:
+    return Response(replies=(Reply(text=text, title=title, buttons=buttons, picture=picture),))

@@ -1024,6 +1024,7 @@ class SessionEngine:
             "\n".join(lines),
             title=f"Step {state.step_index + 1} of {len(steps)}: {step.title}",
             buttons=self._step_buttons(state),
+            picture=step.picture,
         )
 
     def _step_buttons(self, state: SessionState) -> tuple[tuple[Button, ...], ...]:

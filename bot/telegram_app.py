@@ -143,7 +143,7 @@ ADMIN_RELOAD = "reload"
 # action has this shape, so the core answers with its "that button is from an old message".
 NOT_OUR_BUTTON = "?"
 # First part of an action (before ":") whose reply replaces the pressed message.
-EDIT_IN_PLACE = frozenset({"s", "ck", "hf", "kind"})
+EDIT_IN_PLACE = frozenset({"s", "ck", "hf", "pic", "kind"})
 ALLOWED_UPDATES = ("message", "callback_query", "inline_query")
 INLINE_CACHE_SECONDS = 300
 # What a message is when it is not text, in the order to test (an animation is a document too).

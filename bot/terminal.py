@@ -1,7 +1,8 @@
 """The terminal front end: the same conversation as the Telegram bot, in a console.
 
 Buttons become numbered choices (type the number), or keys where the core gives one (type +
-for "Helpful"); commands are the same (/session, /help, …).
+for "Helpful"); commands are the same (/session, /help, …). A picture is a line with the
+path of its PNG under DATA_DIR/pictures, drawn the first time it is shown.
 Input is read on a helper thread so a step's timer can speak up on time while the person is
 not typing. With piped input, each line is one message; at the end of input the chat keeps
 running only while a session timer is armed, so `/session` piped in walks through to the end.
@@ -9,6 +10,7 @@ running only while a session timer is armed, so `/session` piped in walks throug
 
 from __future__ import annotations
 
+import logging
 import queue
 import re
 import threading
@@ -18,7 +20,10 @@ from typing import TextIO
 
 from bot.clock import Clock
 from bot.conversation import Conversation
+from bot.pictures import PictureFiles
 from bot.replies import ArmTimer, Button, CancelTimer, Reply, Response
+
+log = logging.getLogger(__name__)
 
 TERMINAL_CHAT_ID = 0
 GOODBYE = "Bye! Your progress is saved.\n"
@@ -30,14 +35,24 @@ def format_remaining(seconds: float) -> str:
     return f"{whole // 60}:{whole % 60:02d}"
 
 
-def render_text(response: Response, first_number: int = 1) -> tuple[str, list[Button]]:
-    """Plain text for a response, with every button as a numbered choice (or its key)."""
+PICTURE_LINE = "🖼 Picture: {path}"
+
+
+def render_text(
+    response: Response, first_number: int = 1,
+    picture_path: Callable[[str], str] | None = None,
+) -> tuple[str, list[Button]]:
+    """Plain text for a response, with every button as a numbered choice (or its key), and
+    where its picture is (`picture_path` gives the file of a picture id, or "")."""
     blocks: list[str] = []
     choices: list[Button] = []
     for message in response.replies:
         lines: list[str] = []
         if message.title:
             lines.append(f"== {message.title} ==")
+        path = picture_path(message.picture) if message.picture and picture_path else ""
+        if path:
+            lines.append(PICTURE_LINE.format(path=path))
         lines.append(message.text)
         for row in message.buttons:
             cells = []
@@ -87,13 +102,25 @@ class TerminalChat:
     choices: list[Button] = field(default_factory=list)
     keys: dict[str, Button] = field(default_factory=dict)
     timer: ArmTimer | None = None
+    pictures: PictureFiles | None = None  # None: pictures are not shown
+
+    def picture_path(self, picture_id: str) -> str:
+        """The PNG of a picture, drawn now if it is not on disk yet; "" if it can't be."""
+        picture = self.conversation.knowledge.pictures.get(picture_id)
+        if picture is None or self.pictures is None:
+            return ""
+        try:
+            return str(self.pictures.path(picture))
+        except (OSError, ImportError) as error:  # a full disk or no Pillow: text still works
+            log.warning("cannot draw picture %s: %s", picture_id, error)
+            return ""
 
     def show(self, response: Response) -> None:
         if response.pressed is not None:
             # The pressed message's spent buttons (feedback) can't be pressed again.
             _text, self.choices = render_text(Response(replies=(response.pressed,)))
             self.keys = keyed_buttons((response.pressed,))
-        text, choices = render_text(response)
+        text, choices = render_text(response, picture_path=self.picture_path)
         keys = keyed_buttons(response.replies)
         if choices or keys:
             # Numbers and keys always refer to the latest message that offered choices.
