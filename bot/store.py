@@ -1,6 +1,7 @@
 """Durable state in one SQLite file: active sessions, checklist ticks, preferences, seen updates,
-the front end's outbox of messages still to deliver, and the misses log (what people asked and
-did not get, for the knowledge base's author; see bot/misses.py).
+the front end's outbox of messages still to deliver, the misses log (what people asked and
+did not get, for the knowledge base's author; see bot/misses.py), and the names Telegram gave
+the pictures it was sent (bot/telegram_pictures.py).
 
 Every write commits before its method returns (autocommit, WAL), so a `kill -9` right after
 a call loses nothing: in WAL mode a committed transaction survives the process dying, and
@@ -124,6 +125,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             shown_at REAL NOT NULL
         )""",
         "CREATE INDEX open_answers_by_time ON open_answers (shown_at)",
+    ),
+    (
+        # What Telegram named each picture it was sent (`file_id`), so a picture is uploaded
+        # once per bot and sent by name after that. `picture` is its file's key: id, content
+        # hash and renderer version (bot/pictures.py), so a changed picture is uploaded anew.
+        # Bounded by the knowledge base's pictures and their versions.
+        """CREATE TABLE picture_files (
+            bot_id INTEGER NOT NULL,
+            picture TEXT NOT NULL,
+            file_id TEXT NOT NULL,
+            PRIMARY KEY (bot_id, picture)
+        ) WITHOUT ROWID""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -431,6 +444,29 @@ class Store:
                 "INSERT INTO preferences (chat_id, key, value) VALUES (?, ?, ?) "
                 "ON CONFLICT (chat_id, key) DO UPDATE SET value = excluded.value",
                 (chat_id, key, value),
+            )
+
+    # --- pictures Telegram holds ------------------------------------------------------------
+
+    def picture_file(self, bot_id: int, picture: str) -> str | None:
+        with self._locked() as db:
+            row = db.execute(
+                "SELECT file_id FROM picture_files WHERE bot_id = ? AND picture = ?",
+                (bot_id, picture),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_picture_file(self, bot_id: int, picture: str, file_id: str | None) -> None:
+        """Remember (or, with None, forget: Telegram refused it) a picture's file_id."""
+        with self._locked() as db:
+            if file_id is None:
+                db.execute("DELETE FROM picture_files WHERE bot_id = ? AND picture = ?",
+                           (bot_id, picture))
+                return
+            db.execute(
+                "INSERT INTO picture_files (bot_id, picture, file_id) VALUES (?, ?, ?) "
+                "ON CONFLICT (bot_id, picture) DO UPDATE SET file_id = excluded.file_id",
+                (bot_id, picture, file_id),
             )
 
     # --- Telegram updates -----------------------------------------------------------------

@@ -56,7 +56,8 @@ the browse menu change the screen they belong to, so the first reply replaces th
 everything else (an answer, a new menu) is sent as a new message so the chat keeps its
 history. A press whose response says what the pressed message shows now (`Response.pressed`:
 an answer's feedback row, gone once pressed) also edits that message. When a timer ends
-the bot always sends a new message, so the phone notifies.
+the bot always sends a new message, so the phone notifies. A reply with a picture is a photo
+(bot/telegram_pictures.py says how one is edited, and when a new message must replace it).
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ from bot.conversation import (
 )
 from bot.knowledge import KnowledgeError
 from bot.logging_setup import Redactor, configure_logging, install_redaction
+from bot.pictures import PICTURES_DIR, PictureFiles
 from bot.replies import ArmTimer, CancelTimer, Reply, Response, TimerOrder, reply
 from bot.session import ACTION_PREFIX, parse_action
 from bot.session import parse_command as parse_session_command
@@ -129,7 +131,8 @@ from bot.telegram_net import (
     is_harmless,
 )
 from bot.telegram_outbox import OUTBOX_METHODS, Batch, Outbox, OutboxOptions, Priority
-from bot.telegram_render import decode_callback, inline_result, render_reply
+from bot.telegram_pictures import OutboxTransport, edit_plan, outgoing
+from bot.telegram_render import decode_callback, inline_result
 
 log = logging.getLogger(__name__)
 
@@ -416,6 +419,7 @@ class TelegramFrontEnd:
     conversation: Conversation
     clock: Clock
     knowledge_dir: Path
+    pictures: PictureFiles  # where the PNGs are kept until Telegram has them
     options: TelegramOptions = field(default_factory=TelegramOptions)
     admin_ids: frozenset[int] = frozenset()
     locks: ChatLocks = field(default_factory=ChatLocks)
@@ -444,7 +448,8 @@ class TelegramFrontEnd:
         self.timers = ChatTimers(app.job_queue, guarded("timer", self.on_timer))
         self.outbox = Outbox(
             self.conversation.store,
-            app.bot,
+            OutboxTransport(app.bot, self.conversation.store, self.pictures,
+                            lambda: self.conversation.knowledge.pictures),
             FloodLimiter(self.options.flood, now=self.options.monotonic),
             on_chat_gone=self.chat_gone,
             on_refused=self.refused,
@@ -542,10 +547,12 @@ class TelegramFrontEnd:
         edit: int | None = None,
         pressed: int | None = None,
         priority: Priority = Priority.INTERACTIVE,
+        pressed_is_photo: bool = False,
     ) -> bool:
         """Ask the core, and commit its new state with the messages that show it (and the
         update's dedupe mark) in one transaction; then arm or cancel the chat's timer.
-        `pressed` is the message whose button was pressed, for a response that changes it.
+        `pressed` is the message whose button was pressed, for a response that changes it
+        (`pressed_is_photo`: it shows a picture, which only a photo can replace).
 
         False, and nothing done, for an update already handled.
         """
@@ -567,8 +574,10 @@ class TelegramFrontEnd:
             response = call()
             if response.pressed is not None and pressed is not None:
                 self.stage(batch, chat_id, Response(replies=(response.pressed,)), priority,
-                           orders, edit=pressed)
-            self.stage(batch, chat_id, response, priority, orders, edit=edit)
+                           orders, edit=pressed, edit_is_photo=pressed_is_photo,
+                           same_content=True)
+            self.stage(batch, chat_id, response, priority, orders, edit=edit,
+                       edit_is_photo=pressed_is_photo)
             if chat is not None and user is not None and chat.type != ChatType.PRIVATE:
                 self.note_owner(chat_id, user)
         self.apply_timers(orders)
@@ -590,8 +599,11 @@ class TelegramFrontEnd:
         priority: Priority,
         orders: list[tuple[int, TimerOrder]],
         edit: int | None = None,
+        edit_is_photo: bool = False,
+        same_content: bool = False,
     ) -> None:
-        """Add `response`'s messages to the outbox batch (the first may replace `edit`)."""
+        """Add `response`'s messages to the outbox batch (the first may replace `edit`, a
+        photo when `edit_is_photo`; `same_content`: only its buttons change)."""
         from_timer = priority >= Priority.TIMER
         if response.timer is not None:
             orders.append((chat_id, response.timer))
@@ -600,17 +612,16 @@ class TelegramFrontEnd:
         if supersedes(response):
             batch.supersede(chat_id)
         for item in response.replies:
-            messages = render_reply(item)
+            rows = outgoing(item)
             supersedable = from_timer or has_session_buttons(item)
-            for message in messages:
-                target = edit if len(messages) == 1 else None
-                edit = None
-                batch.add(
-                    chat_id,
-                    {"text": message.html, "parse_mode": message.parse_mode,
-                     "reply_markup": message.markup},
-                    target=target, priority=priority, supersedable=supersedable,
-                )
+            if edit is not None:
+                plan = edit_plan(rows, edit, edit_is_photo, same_content)
+            else:
+                plan = [(row, None) for row in rows]
+            edit = None
+            for params, target in plan:
+                batch.add(chat_id, params, target=target, priority=priority,
+                          supersedable=supersedable)
 
     def apply_timers(self, orders: Iterable[tuple[int, TimerOrder]]) -> None:
         for chat_id, order in orders:
@@ -747,6 +758,7 @@ class TelegramFrontEnd:
                 update=update, user=query.from_user, chat=message.chat,
                 edit=message.message_id if editable and isinstance(message, Message) else None,
                 pressed=message.message_id if isinstance(message, Message) else None,
+                pressed_is_photo=isinstance(message, Message) and bool(message.photo),
             )
         finally:
             self.answer_later(context, query)
@@ -837,6 +849,7 @@ def build_application(
         knowledge_dir=settings.knowledge_dir,
         options=options,
         admin_ids=settings.admin_ids,
+        pictures=PictureFiles(settings.data_dir / PICTURES_DIR),
     )
     timeouts = {
         "connect_timeout": options.connect_timeout,

@@ -73,6 +73,9 @@ CHAT_GONE_BAD_REQUESTS = ("chat not found", "user not found", "peer_id_invalid")
 # A 400 on an edit that means the message cannot be edited: send a new one instead.
 EDIT_TARGET_GONE = (
     "message to edit not found", "message can't be edited", "message_id_invalid",
+    # The message is not of a kind this edit can change (a photo for editMessageText): a
+    # new message shows the screen instead.
+    "there is no text in the message to edit", "there is no media in the message to edit",
 )  # fmt: skip
 JSON_HEADERS = {"Content-Type": "application/json"}
 # A link in an answer should stay a link, not grow a preview card bigger than the answer.

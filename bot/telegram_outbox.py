@@ -29,6 +29,8 @@ The sender delivers each chat's messages one at a time, in order, and chats side
   wait, they are dropped, so after an outage the person sees where the session is now, not
   every step it went through meanwhile. Answers to questions are never dropped.
 - After a restart the rows left in the table go first (`Priority.HELD_OVER`).
+- Photos (bot/telegram_pictures.py) are rows like any other: sent, edited, repeated and
+  superseded by the same rules; a row of kind "markup" only takes a message's buttons away.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ log = logging.getLogger(__name__)
 # Delivered rows deleted in one go while the sender is busy (it deletes them all when idle).
 FINISHED_PER_COMMIT = 64
 # The Bot API methods the outbox calls (and repeats itself).
-OUTBOX_METHODS = frozenset({"sendMessage", "editMessageText"})
+OUTBOX_METHODS = frozenset({"sendMessage", "editMessageText", "sendPhoto", "editMessageMedia",
+                            "editMessageReplyMarkup"})
 # Outcomes after which the same row goes again.
 RETRIED = frozenset({Outcome.NEVER_SENT, Outcome.RETRY_AFTER, Outcome.EDIT_TARGET_GONE})
 
@@ -87,6 +90,18 @@ class Transport(Protocol):
         reply_markup: dict[str, Any] | None = ...,
     ) -> None: ...
 
+    async def send_photo(
+        self, chat_id: int, picture: str, caption: str = ..., parse_mode: str | None = ...,
+        reply_markup: dict[str, Any] | None = ...,
+    ) -> None: ...
+
+    async def edit_photo(
+        self, chat_id: int, message_id: int, picture: str, caption: str = ...,
+        parse_mode: str | None = ..., reply_markup: dict[str, Any] | None = ...,
+    ) -> None: ...
+
+    async def edit_markup(self, chat_id: int, message_id: int) -> None: ...
+
 
 @dataclass(frozen=True)
 class OutboxOptions:
@@ -110,7 +125,9 @@ class Pending:
     row_id: int
     chat_id: int
     target: int | None  # the message to edit, or None to send a new one
-    params: dict[str, Any]  # text, parse_mode, reply_markup
+    # text, parse_mode, reply_markup; a photo's are kind "photo", picture, caption, parse_mode,
+    # reply_markup (bot/telegram_pictures.py), and kind "markup" only takes buttons away.
+    params: dict[str, Any]
     priority: Priority
     supersedable: bool
     attempted: bool
@@ -408,9 +425,9 @@ class Outbox:
                 if not pending.attempted:  # the commit before it went out failed
                     pending.attempted = True
                     self.store.mark_attempted(pending.row_id)
-                await self.transport.send_text(pending.chat_id, **pending.params)
+                await self._send(pending)
             else:
-                await self.transport.edit_text(pending.chat_id, pending.target, **pending.params)
+                await self._edit(pending, pending.target)
         except (TelegramError, StoreError) as failure:
             error = failure
         except Exception as failure:  # a bug: log it, and never retry it in a loop
@@ -429,6 +446,24 @@ class Outbox:
             self._retry_later(pending, error or RuntimeError("settling failed"))
         self._schedule(pending.chat_id)
         self._wake.set()
+
+    async def _send(self, pending: Pending) -> None:
+        params = dict(pending.params)
+        kind = params.pop("kind", "text")
+        if kind == "photo":
+            await self.transport.send_photo(pending.chat_id, **params)
+        elif kind != "markup":  # a message whose buttons were to go is gone: nothing to do
+            await self.transport.send_text(pending.chat_id, **params)
+
+    async def _edit(self, pending: Pending, target: int) -> None:
+        params = dict(pending.params)
+        kind = params.pop("kind", "text")
+        if kind == "photo":
+            await self.transport.edit_photo(pending.chat_id, target, **params)
+        elif kind == "markup":
+            await self.transport.edit_markup(pending.chat_id, target)
+        else:
+            await self.transport.edit_text(pending.chat_id, target, **params)
 
     def _settle(self, pending: Pending, error: BaseException | None) -> None:
         chat_id = pending.chat_id

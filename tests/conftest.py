@@ -11,6 +11,7 @@ from standin import StandIn
 
 from bot.knowledge import KnowledgeBase, load_knowledge
 from bot.logging_setup import CHATTY_LOGGERS
+from bot.pictures import PictureFiles
 
 KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 
@@ -19,6 +20,16 @@ KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 def knowledge() -> KnowledgeBase:
     """The project's own knowledge base, loaded once (it is immutable)."""
     return load_knowledge(KNOWLEDGE_DIR)
+
+
+@pytest.fixture(scope="session")
+def drawn_pictures(knowledge: KnowledgeBase, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every picture drawn once for the whole run (a few tenths of a second each), for bots
+    whose clock runs so fast that drawing one would be minutes of a session."""
+    files = PictureFiles(tmp_path_factory.mktemp("pictures"))
+    for picture in knowledge.pictures.values():
+        files.path(picture)
+    return files.directory
 
 
 @pytest.fixture

@@ -15,6 +15,12 @@ It behaves like Telegram where the bot depends on it and fails like Telegram oth
   (a reset after delivery), 429 with retry_after, 500, 502 as Bot API JSON or as a proxy's
   HTML page; an outage answers every matching request with 502 until released; it can stop
   accepting connections altogether (connection refused); a person can block the bot (403);
+- photos (`sendPhoto`, `editMessageMedia`) are uploaded as multipart/form-data, a file
+  part named by the field or by `attach://`, or named by a file_id this stand-in gave out;
+  an upload must be an image (image/* and readable), at most 10 MB, width plus height at most
+  10,000 and a ratio of at most 20; a caption at most 1,024 characters after HTML parsing.
+  Each upload is kept in `uploads`; a photo message's sizes carry new file_ids. A photo
+  cannot be edited with `editMessageText` ("there is no text in the message to edit");
 - every call is recorded with the moment it arrived, so the benchmark can check the rates
   against Telegram's flood limits.
 
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import json
 import re
@@ -51,6 +58,10 @@ BOT_USER: dict[str, Any] = {
     "supports_inline_queries": True,
 }
 MAX_TEXT_CHARS = 4096
+MAX_CAPTION_CHARS = 1024
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+MAX_PHOTO_SIDES = 10_000  # width plus height
+MAX_PHOTO_RATIO = 20
 MAX_CALLBACK_DATA_BYTES = 64
 # Tags Telegram's HTML parse mode accepts; anything else is "Unsupported start tag".
 ALLOWED_TAGS = frozenset({
@@ -67,7 +78,8 @@ QUERY_TOO_OLD = (
 )
 # Parameters that arrive JSON-encoded (PTB encodes lists and objects, sends strings as is).
 JSON_PARAMS = frozenset({"reply_markup", "commands", "results", "allowed_updates", "scope",
-                         "link_preview_options", "reply_parameters", "entities"})
+                         "link_preview_options", "reply_parameters", "entities", "media",
+                         "caption_entities"})
 INT_PARAMS = frozenset({"chat_id", "message_id", "offset", "limit", "timeout", "cache_time"})
 
 FaultKind = Literal[
@@ -82,7 +94,8 @@ GATEWAY_PAGE = (
 )
 BLOCKED = "Forbidden: bot was blocked by the user"
 # Methods that put a message in a chat: what Telegram's flood limits count.
-MESSAGE_METHODS = frozenset({"sendMessage", "editMessageText", "editMessageReplyMarkup"})
+MESSAGE_METHODS = frozenset({"sendMessage", "editMessageText", "editMessageReplyMarkup",
+                             "sendPhoto", "editMessageMedia", "editMessageCaption"})
 
 
 class ApiError(Exception):
@@ -175,6 +188,76 @@ def check_text(text: str, parse_mode: str | None) -> str:
     return plain
 
 
+def check_caption(html: str, parse_mode: str | None) -> str:
+    if parse_mode is not None and parse_mode.upper() != "HTML":
+        raise bad_request(f"unsupported parse_mode {parse_mode!r}")
+    plain = parse_html(html) if parse_mode else html
+    if utf16_len(plain) > MAX_CAPTION_CHARS:
+        raise bad_request("message caption is too long")
+    return plain
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file part of a multipart request."""
+
+    field: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
+    """The fields of a multipart/form-data body: text as str, files as `Upload`."""
+    found = re.search(r'boundary="?([^";]+)"?', content_type)
+    if found is None:
+        raise bad_request("multipart body without a boundary")
+    boundary = b"--" + found.group(1).encode()
+    fields: dict[str, Any] = {}
+    for part in body.split(boundary)[1:]:
+        if part.startswith(b"--"):
+            break  # the closing boundary
+        head, _, content = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        content = content.removesuffix(b"\r\n")
+        headers = {
+            key.strip().lower(): value.strip()
+            for key, _, value in (line.partition(":") for line in
+                                  head.decode("utf-8").split("\r\n") if line)
+        }
+        disposition = headers.get("content-disposition", "")
+        name = re.search(r'name="([^"]*)"', disposition)
+        filename = re.search(r'filename="([^"]*)"', disposition)
+        if name is None:
+            raise bad_request("multipart part without a name")
+        if filename is None:
+            fields[name.group(1)] = content.decode("utf-8")
+        else:
+            fields[name.group(1)] = Upload(name.group(1), filename.group(1),
+                                           headers.get("content-type", ""), content)
+    return fields
+
+
+def check_photo(upload: Upload) -> tuple[int, int]:
+    """The uploaded photo's size, refused as Telegram refuses what it cannot take."""
+    from PIL import Image
+
+    if len(upload.data) > MAX_PHOTO_BYTES:
+        raise bad_request("PHOTO_SAVE_FILE_INVALID")
+    if not upload.content_type.startswith("image/"):
+        raise bad_request("wrong type of the web page content")
+    try:
+        with Image.open(io.BytesIO(upload.data)) as image:
+            image.verify()
+            width, height = image.size
+    except Exception:  # whatever Pillow makes of it: not an image Telegram could use
+        raise bad_request("IMAGE_PROCESS_FAILED") from None
+    if width + height > MAX_PHOTO_SIDES:
+        raise bad_request("PHOTO_INVALID_DIMENSIONS")
+    if max(width, height) > MAX_PHOTO_RATIO * min(width, height):
+        raise bad_request("PHOTO_INVALID_DIMENSIONS")
+    return width, height
+
+
 def check_markup(markup: Any) -> dict[str, Any] | None:
     if markup is None:
         return None
@@ -208,6 +291,8 @@ class Output:
     text: str  # what the person sees: tags stripped, entities decoded
     parse_mode: str | None
     reply_markup: dict[str, Any] | None
+    # A photo message: the file_id of its largest size (its html and text are the caption).
+    photo: str = ""
 
     @property
     def buttons(self) -> list[tuple[str, str]]:
@@ -232,8 +317,14 @@ class Output:
             "date": int(time.time()),
             "chat": chat_of(self.chat_id),
             "from": BOT_USER,
-            "text": self.text,
         }
+        if self.photo:
+            message["photo"] = [{"file_id": self.photo, "file_unique_id": self.photo,
+                                 "width": 640, "height": 800}]
+            if self.text:
+                message["caption"] = self.text
+        else:
+            message["text"] = self.text
         if self.reply_markup:
             message["reply_markup"] = self.reply_markup
         return message
@@ -299,6 +390,9 @@ class StandIn:
         self._closed = asyncio.Event()
         self._redeliveries: list[dict[str, Any]] = []
         self.received: dict[str, int] = {}  # requests per method, counted on arrival
+        self.uploads: list[Upload] = []  # every photo uploaded, in order
+        self.photos: dict[str, tuple[int, int]] = {}  # file_ids given out: their sizes
+        self._file_ids = itertools.count(1)
         self.content_types: dict[str, str] = {}  # the latest request's body type, per method
 
     # --- life cycle ----------------------------------------------------------------------
@@ -608,6 +702,8 @@ class StandIn:
                 raw.update(json.loads(body))
             elif content_type.startswith("application/x-www-form-urlencoded"):
                 raw.update(parse_qsl(body.decode(), keep_blank_values=True))
+            elif content_type.startswith("multipart/form-data"):
+                raw.update(parse_multipart(content_type, body))
             else:
                 raise bad_request(f"unsupported content type {content_type!r}")
         params: dict[str, Any] = {}
@@ -725,8 +821,71 @@ class StandIn:
             raise bad_request("message to edit not found")
         return self.messages[key]  # type: ignore[index]
 
+    def _photo(self, media: Any, params: dict[str, Any]) -> str:
+        """The file_id a photo message gets: a known file_id, or a fresh one for an upload
+        (given as the file itself or as attach://<part>)."""
+        if isinstance(media, str) and media.startswith("attach://"):
+            media = params.get(media.removeprefix("attach://"))
+            if not isinstance(media, Upload):
+                raise bad_request("can't find the attached file")
+        if isinstance(media, Upload):
+            size = check_photo(media)
+            self.uploads.append(media)
+            file_id = f"photo-{next(self._file_ids)}"
+            self.photos[file_id] = size
+            return file_id
+        if not isinstance(media, str) or media not in self.photos:
+            raise bad_request("wrong file identifier/HTTP URL specified")
+        return media
+
+    def _photo_message(self, output: Output) -> dict[str, Any]:
+        """As Telegram answers: the photo in a small and a full size, each with a file_id."""
+        message = output.as_message()
+        width, height = self.photos[output.photo]
+        small = f"{output.photo}-s"
+        self.photos[small] = (width // 8, height // 8)
+        message["photo"] = [
+            {"file_id": small, "file_unique_id": small, "width": width // 8,
+             "height": height // 8},
+            {"file_id": output.photo, "file_unique_id": output.photo, "width": width,
+             "height": height},
+        ]
+        return message
+
+    async def _api_sendphoto(self, params: dict[str, Any]) -> Any:
+        chat_id = params.get("chat_id")
+        if not isinstance(chat_id, int):
+            raise bad_request("chat not found")
+        html = str(params.get("caption", ""))
+        parse_mode = params.get("parse_mode")
+        text = check_caption(html, parse_mode)
+        markup = check_markup(params.get("reply_markup"))
+        photo = self._photo(params.get("photo"), params)
+        output = self._record(Output("send", chat_id, self.new_message_id(), html, text,
+                                     parse_mode, markup, photo=photo))
+        return self._photo_message(output)
+
+    async def _api_editmessagemedia(self, params: dict[str, Any]) -> Any:
+        current = self._existing(params)
+        media = params.get("media")
+        if not isinstance(media, dict) or media.get("type") != "photo":
+            raise bad_request("can't parse InputMedia: media type is not photo")
+        html = str(media.get("caption", ""))
+        parse_mode = media.get("parse_mode")
+        text = check_caption(html, parse_mode)
+        markup = check_markup(params.get("reply_markup"))
+        photo = self._photo(media.get("media"), params)
+        if (photo, html, markup) == (current.photo, current.html, current.reply_markup):
+            raise bad_request(NOT_MODIFIED.removeprefix("Bad Request: "))
+        # Bot API 9.x and later add media to a text message too.
+        output = self._record(Output("edit", current.chat_id, current.message_id, html, text,
+                                     parse_mode, markup, photo=photo))
+        return self._photo_message(output)
+
     async def _api_editmessagetext(self, params: dict[str, Any]) -> Any:
         current = self._existing(params)
+        if current.photo:
+            raise bad_request("there is no text in the message to edit")
         html = str(params.get("text", ""))
         parse_mode = params.get("parse_mode")
         text = check_text(html, parse_mode)
@@ -743,7 +902,8 @@ class StandIn:
         if markup == current.reply_markup:
             raise bad_request(NOT_MODIFIED.removeprefix("Bad Request: "))
         output = self._record(Output("edit", current.chat_id, current.message_id, current.html,
-                                     current.text, current.parse_mode, markup))
+                                     current.text, current.parse_mode, markup,
+                                     photo=current.photo))
         return output.as_message()
 
     async def _api_answercallbackquery(self, params: dict[str, Any]) -> Any:
@@ -863,6 +1023,24 @@ class User:
     ) -> list[Output]:
         """Press the button labelled like `label` on message `on`; wait for the outcome."""
         return await self.send(self.press_update(on, on.data_of(label), stale=stale), expect)
+
+    async def next_screen(self, on: Output, label: str) -> Output:
+        """Press a session control on `on` and return the screen it leads to: `on` edited, or
+        a new message when a photo's screen is followed by one without a picture (no edit
+        makes a photo into text), `on` then only losing its buttons."""
+        since = len(self.api.outputs)
+        self.api.push(self.press_update(on, on.data_of(label)))
+
+        def screen() -> Output | None:
+            return next((o for o in self.api.outputs_in(self.chat_id, since)
+                         if not (o.message_id == on.message_id and o.photo
+                                 and not o.reply_markup)), None)
+
+        await self.api.wait_for(lambda: screen() is not None, self.timeout,
+                                what=f"the screen after {label!r} in chat {self.chat_id}")
+        found = screen()
+        assert found is not None
+        return found
 
     async def press_data(self, on: Output, data: str, expect: int = 1) -> list[Output]:
         return await self.send(self.press_update(on, data), expect)

@@ -469,7 +469,7 @@ async def test_kill_9_mid_session_then_next_on_the_old_message_carries_on(
         [screen] = await ann.press(screen, "Ready")
         session = knowledge.sessions["quick-back"]
         while session.steps[int(screen.text.split()[1]) - 1].seconds is None:
-            [screen] = await ann.press(screen, "Next")
+            screen = await ann.next_screen(screen, "Next")
         assert screen.text.startswith("Step 3 of")  # a timed step: its timer is armed
     finally:
         process.kill()  # SIGKILL: no shutdown, no goodbye
