@@ -25,6 +25,7 @@ back mark on the other side too. `legend` is the mark's line in the key under th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -73,10 +74,15 @@ class Picture:
 
     def digest(self) -> str:
         """What the picture looks like, as a short hash (its source line aside)."""
-        data = asdict(self)
-        data.pop("source")
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _digest(self)
+
+
+@functools.lru_cache(maxsize=1024)  # asked for on every photo sent: worked out once
+def _digest(picture: Picture) -> str:
+    data = asdict(picture)
+    data.pop("source")
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def legend_entries(marks: tuple[Mark, ...] | list[Mark]) -> list[Mark]:

@@ -13,12 +13,15 @@ are dashed. Text is Pillow's own font (no download) at phone-readable sizes.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,14 +95,23 @@ def picture_key(picture: Picture) -> str:
     return f"{picture.id}-{picture.digest()}-r{RENDER_VERSION}"
 
 
+class DrawingFailed(Exception):
+    """Drawing pictures in a child process failed; the message is one line."""
+
+
 @dataclass(frozen=True)
 class PictureFiles:
     """The rendered pictures under a directory (DATA_DIR/pictures), drawn when first asked."""
 
     directory: Path
 
+    def file_of(self, picture: Picture) -> Path:
+        """Where the picture's PNG is (or will be, once drawn)."""
+        return self.directory / f"{picture_key(picture)}.png"
+
     def path(self, picture: Picture) -> Path:
-        target = self.directory / f"{picture_key(picture)}.png"
+        """The picture's PNG, drawn here and now if it is not on disk yet."""
+        target = self.file_of(picture)
         if not target.exists():
             self.directory.mkdir(parents=True, exist_ok=True)
             data = render(picture)
@@ -113,6 +125,45 @@ class PictureFiles:
                 Path(temporary).unlink(missing_ok=True)
                 raise
         return target
+
+
+    async def draw_elsewhere(self, pictures: Iterable[Picture]) -> int:
+        """Draw those of `pictures` not on disk yet in a child process (`python -m
+        bot.pictures`), so the long-running bot never loads Pillow or holds a canvas: its
+        memory stays what it was. How many were drawn; DrawingFailed if it failed."""
+        missing = [p for p in pictures if not self.file_of(p).exists()]
+        if not missing:
+            return 0
+        payload = json.dumps([asdict(p) for p in missing]).encode()
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.pictures", str(self.directory),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _out, err = await child.communicate(payload)
+        if child.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines() or ["no output"]
+            raise DrawingFailed(f"drawing {len(missing)} picture(s) failed (exit "
+                                f"{child.returncode}): {lines[-1]}")
+        return len(missing)
+
+
+def picture_from_data(data: dict[str, Any]) -> Picture:
+    """A picture from its `asdict` form (what `draw_elsewhere` hands the child)."""
+    marks = tuple(
+        Mark(**{**mark, "points": tuple((float(x), float(y)) for x, y in mark["points"])})
+        for mark in data["marks"]
+    )
+    return Picture(**{**data, "marks": marks})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m bot.pictures DIR`: draw the pictures given as JSON on stdin into DIR."""
+    [directory] = list(sys.argv[1:] if argv is None else argv)
+    files = PictureFiles(Path(directory))
+    for data in json.load(sys.stdin):
+        files.path(picture_from_data(data))
+    return 0
 
 
 def write_all(knowledge: KnowledgeBase, directory: Path) -> list[Path]:
@@ -805,3 +856,7 @@ def _swatch(image: Any, draw: Any, mark: Mark, left: float, middle: float) -> No
         draw.rounded_rectangle([cx - half * 0.7, middle - half + 2 * r + SCALE, cx + half * 0.7,
                                 middle + half], radius=half * 0.4, fill=PURPLE,
                                outline=GIVER_LINE, width=round(2 * SCALE))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

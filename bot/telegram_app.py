@@ -426,6 +426,7 @@ class TelegramFrontEnd:
     # Chats whose saved session the restart has not brought back yet.
     unrestored: set[int] = field(default_factory=set)
     outbox: Outbox = field(init=False)
+    transport: OutboxTransport = field(init=False)
     timers: ChatTimers = field(init=False)
     _background: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -446,10 +447,11 @@ class TelegramFrontEnd:
     def install(self, app: AnyApplication) -> None:
         assert app.job_queue is not None, "the application is built with a job queue"
         self.timers = ChatTimers(app.job_queue, guarded("timer", self.on_timer))
+        self.transport = OutboxTransport(app.bot, self.conversation.store, self.pictures,
+                                         lambda: self.conversation.knowledge.pictures)
         self.outbox = Outbox(
             self.conversation.store,
-            OutboxTransport(app.bot, self.conversation.store, self.pictures,
-                            lambda: self.conversation.knowledge.pictures),
+            self.transport,
             FloodLimiter(self.options.flood, now=self.options.monotonic),
             on_chat_gone=self.chat_gone,
             on_refused=self.refused,
@@ -469,7 +471,9 @@ class TelegramFrontEnd:
         app.add_error_handler(self.on_error)
 
     async def post_init(self, app: AnyApplication) -> None:
-        """At start-up: deliver what the last run left, then bring the sessions back."""
+        """At start-up: deliver what the last run left, then bring the sessions back. New
+        pictures are drawn first (a few seconds, once per new or changed picture)."""
+        await self.transport.prepare()
         held_over = self.outbox.load()
         if held_over:
             log.info("delivering %d message(s) left from before the restart", held_over)

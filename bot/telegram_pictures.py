@@ -13,7 +13,7 @@ screen after a photo is sent as a new message and the photo's buttons are taken 
 (editMessageReplyMarkup), so only the newest screen can be pressed.
 
 Sending (`OutboxTransport`, the outbox's transport): the first time a picture goes to
-Telegram its PNG (bot/pictures.py, drawn in a worker thread the first time) is uploaded and
+Telegram its PNG (bot/pictures.py, drawn at start-up in a child process) is uploaded and
 the `file_id` Telegram answers with is stored (`Store.set_picture_file`, keyed by the bot
 and the picture's content); every later photo is sent by that name, a small JSON request.
 Uploads of one picture wait for each other, so people asking at once cause one upload. A
@@ -26,13 +26,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from telegram import InputFile, InputMediaPhoto
 from telegram.error import BadRequest
 
 from bot.diagrams import Picture
-from bot.pictures import PictureFiles, picture_key
+from bot.pictures import DrawingFailed, PictureFiles, picture_key
 from bot.replies import Reply
 from bot.store import Store
 from bot.telegram_net import ReplyBot
@@ -102,6 +103,7 @@ class OutboxTransport:
     files: PictureFiles
     pictures: Callable[[], Mapping[str, Picture]]  # the knowledge base's, after any reload
     _uploading: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _drawing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one child process at a time
 
     async def send_text(self, chat_id: int, text: str, **params: Any) -> None:
         await self.bot.send_text(chat_id, text, **params)
@@ -166,7 +168,7 @@ class OutboxTransport:
             # Someone else may have uploaded it while this waited.
             if await self._by_name(key, call):
                 return True
-            path = await asyncio.to_thread(self.files.path, picture)
+            path = await self._drawn(picture)
             sent = await call(path.read_bytes(), f"{picture.id}.png")
             file_id = largest_file_id(sent)
             if file_id is not None:
@@ -175,6 +177,30 @@ class OutboxTransport:
         if not lock.locked():
             self._uploading.pop(key, None)
         return True
+
+    async def prepare(self) -> None:
+        """At start-up: draw (in a child process) every picture Telegram has no name for and
+        whose PNG is not on disk, so the first people to see one do not wait for it. Only a
+        new or changed picture costs anything; a failure is logged and left to `_drawn`."""
+        bot_id = self.bot.id
+        needed = [p for p in self.pictures().values()
+                  if self.store.picture_file(bot_id, picture_key(p)) is None]
+        try:
+            async with self._drawing:
+                drawn = await self.files.draw_elsewhere(needed)
+        except (DrawingFailed, OSError) as error:
+            log.warning("could not draw the pictures ahead: %s", error)
+            return
+        if drawn:
+            log.info("drew %d picture(s) into %s", drawn, self.files.directory)
+
+    async def _drawn(self, picture: Picture) -> Path:
+        """The picture's PNG, drawn now (with every other one missing) if need be."""
+        target = self.files.file_of(picture)
+        if not target.exists():
+            async with self._drawing:
+                await self.files.draw_elsewhere(self.pictures().values())
+        return target
 
     async def _by_name(
         self, key: str, call: Callable[[str | bytes, str], Awaitable[Any]]

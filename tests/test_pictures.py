@@ -271,3 +271,14 @@ def test_pictures_command_writes_every_diagram(knowledge: KnowledgeBase, tmp_pat
     assert written == sorted(f"{picture_id}.png" for picture_id in knowledge.pictures)
     assert done.stdout.splitlines() == [str(tmp_path / "out" / name) for name in
                                         [f"{pid}.png" for pid in knowledge.pictures]]
+
+
+async def test_the_bot_draws_in_a_child_process_only_what_is_missing(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    files = PictureFiles(tmp_path / "pictures")
+    wanted = [knowledge.pictures["effleurage"], knowledge.pictures["side-lying"]]
+    assert await files.draw_elsewhere(wanted) == 2
+    for picture in wanted:
+        assert files.file_of(picture).read_bytes() == render(picture)  # the same drawing
+    assert await files.draw_elsewhere(wanted) == 0  # nothing missing: no child at all
