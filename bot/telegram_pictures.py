@@ -102,7 +102,7 @@ class OutboxTransport:
     store: Store
     files: PictureFiles
     pictures: Callable[[], Mapping[str, Picture]]  # the knowledge base's, after any reload
-    _uploading: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _uploading: dict[str, asyncio.Lock] = field(default_factory=dict)  # one per picture
     _drawing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one child process at a time
 
     async def send_text(self, chat_id: int, text: str, **params: Any) -> None:
@@ -128,7 +128,7 @@ class OutboxTransport:
             })
 
         if not await self._with_file(picture, send) and caption:
-            # The picture is gone from the knowledge base (a reload): the words still go.
+            # No picture to send (gone in a reload, or it could not be drawn): the words go.
             await self.bot.send_text(chat_id, caption, parse_mode=parse_mode,
                                      reply_markup=reply_markup)
 
@@ -154,7 +154,7 @@ class OutboxTransport:
         self, picture_id: str, call: Callable[[str | bytes, str], Awaitable[Any]]
     ) -> bool:
         """`call` with the picture's file_id, or its upload (whose file_id is then kept);
-        False when the knowledge base has no such picture."""
+        False when there is no picture to send: not in the knowledge base, or not drawn."""
         picture = self.pictures().get(picture_id)
         if picture is None:
             log.warning("picture %r is not in the knowledge base any more; sent without it",
@@ -168,14 +168,18 @@ class OutboxTransport:
             # Someone else may have uploaded it while this waited.
             if await self._by_name(key, call):
                 return True
-            path = await self._drawn(picture)
-            sent = await call(path.read_bytes(), f"{picture.id}.png")
+            try:
+                data = (await self._drawn(picture)).read_bytes()
+            except (DrawingFailed, OSError) as error:
+                # The words matter more than the drawing: they go without it.
+                log.error("cannot draw picture %s, sending the text alone: %s", picture.id,
+                          error)
+                return False
+            sent = await call(data, f"{picture.id}.png")
             file_id = largest_file_id(sent)
             if file_id is not None:
                 self.store.set_picture_file(self.bot.id, key, file_id)
                 log.info("picture %s uploaded to Telegram", picture.id)
-        if not lock.locked():
-            self._uploading.pop(key, None)
         return True
 
     async def prepare(self) -> None:

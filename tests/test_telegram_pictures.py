@@ -16,7 +16,7 @@ from standin import TOKEN, BotFixture, StandIn, User, bot_settings, start_bot
 
 from bot.clock import ScaledClock, SystemClock
 from bot.knowledge import KnowledgeBase
-from bot.pictures import PICTURES_DIR, picture_key
+from bot.pictures import PICTURES_DIR, DrawingFailed, PictureFiles, picture_key
 from bot.replies import Response, reply
 from bot.telegram_pictures import MAX_CAPTION_CHARS
 
@@ -196,3 +196,20 @@ async def test_the_stand_in_refuses_photos_as_telegram_does(api: StandIn) -> Non
     assert too_long.json()["description"] == "Bad Request: message caption is too long"
     assert wrong_type.status_code == 400 and unknown_name.status_code == 400
     assert fine.json()["ok"] and len(fine.json()["result"]["photo"]) == 2
+
+
+async def test_a_picture_that_cannot_be_drawn_leaves_the_answer_as_text(
+    api: StandIn, tmp_path: Path, knowledge: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def cannot_draw(self: PictureFiles, pictures: object) -> int:
+        raise DrawingFailed("drawing 1 picture(s) failed (exit 1): no space left on device")
+
+    monkeypatch.setattr(PictureFiles, "draw_elsewhere", cannot_draw)
+    running = await start_bot(api, bot_settings(api, tmp_path), knowledge, SystemClock())
+    try:
+        [answer] = await User(api, user_id=1001).say("how do I do friction?")
+    finally:
+        await running.close()
+    assert not answer.photo and answer.text.startswith(knowledge.topics["friction"].title)
+    assert any("Helpful" in label for label, _data in answer.buttons)
+    assert api.uploads == []
