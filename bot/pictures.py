@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from bot.knowledge import KnowledgeBase
 
 # Bump when the drawing code changes what a picture looks like: cached files are redrawn.
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 WIDTH = 640
 MAX_HEIGHT = 800
 MIN_HEIGHT = 512
@@ -83,8 +83,8 @@ HANDS = BLUE  # every mark of what the hands do
 WORK_ALPHA = 150  # of 255: the body's landmarks show through a worked area
 
 TITLE_SIZE = 30
-LEGEND_SIZE = 23
-LABEL_SIZE = 23
+LEGEND_SIZE = 26
+LABEL_SIZE = 25
 MARGIN = 20
 LEGEND_ROW_GAP = 10
 SWATCH_WIDTH = 56
