@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 DEFAULT_BASE_FILE_URL = "https://api.telegram.org/file/bot"
@@ -103,6 +104,26 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         raise SettingsError(f"{key} must be a whole number, not {raw!r}") from None
 
 
+def _url(env: Mapping[str, str], key: str, default: str, schemes: tuple[str, ...],
+         hint: str) -> str:
+    """A URL setting, checked here so a typo fails at once instead of being retried.
+
+    The value is never echoed: a base URL pasted with the token in it must not show it.
+    """
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in schemes or not parts.hostname:
+        wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise SettingsError(f"{key} must be a URL starting with {wanted} and a host ({hint})")
+    return raw
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
 ) -> Settings:
@@ -121,7 +142,13 @@ def load_settings(
                 raise SettingsError(
                     f"ADMIN_IDS must be Telegram user ids separated by commas, not {part!r}"
                 ) from None
-    webhook_url = env.get("WEBHOOK_URL", "").strip()
+    # Telegram sends webhooks only to https; a local Bot API server may well be plain http.
+    webhook_url = _url(env, "WEBHOOK_URL", "", ("https",),
+                       "Telegram sends webhooks only over https")
+    base_url = _url(env, "TELEGRAM_BASE_URL", DEFAULT_BASE_URL, ("https", "http"),
+                    f"or leave it out for {DEFAULT_BASE_URL}")
+    base_file_url = _url(env, "TELEGRAM_BASE_FILE_URL", DEFAULT_BASE_FILE_URL,
+                         ("https", "http"), f"or leave it out for {DEFAULT_BASE_FILE_URL}")
     webhook_secret = env.get("WEBHOOK_SECRET", "").strip()
     if webhook_url and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", webhook_secret):
         raise SettingsError(
@@ -135,8 +162,8 @@ def load_settings(
         raise SettingsError(f"MISSES_KEEP_DAYS must be at least 1, not {keep_days}")
     return Settings(
         token=env.get("TELEGRAM_BOT_TOKEN", "").strip(),
-        base_url=env.get("TELEGRAM_BASE_URL", "").strip() or DEFAULT_BASE_URL,
-        base_file_url=env.get("TELEGRAM_BASE_FILE_URL", "").strip() or DEFAULT_BASE_FILE_URL,
+        base_url=base_url,
+        base_file_url=base_file_url,
         data_dir=Path(env.get("DATA_DIR", "").strip() or default_data_dir(env)).expanduser(),
         knowledge_dir=Path(env.get("KNOWLEDGE_DIR", "").strip() or PACKAGE_KNOWLEDGE_DIR),
         log_level=level,

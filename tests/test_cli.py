@@ -6,7 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
+from standin import TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SET = ROOT.parent / "shared" / "eval" / "questions-dev.yaml"
@@ -156,3 +160,27 @@ def test_run_with_a_malformed_setting_fails_at_once_without_restart(tmp_path: Pa
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("massage-bot: LOG_LEVEL must be one of DEBUG, INFO")
     assert "LOUD" in line
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("TELEGRAM_BASE_URL", "notaurl"),
+        ("TELEGRAM_BASE_FILE_URL", "files.example/bot"),
+        ("WEBHOOK_URL", "http://bot.example/hook"),  # Telegram requires https
+    ],
+)
+def test_run_with_a_malformed_url_fails_at_once_naming_it(
+    tmp_path: Path, setting: str, value: str
+) -> None:
+    started = time.monotonic()
+    done = massage_bot("run", env={
+        "TELEGRAM_BOT_TOKEN": TOKEN, setting: value, "WEBHOOK_SECRET": "abc_123",
+        "DATA_DIR": str(tmp_path), "LOG_LEVEL": "DEBUG",
+    }, cwd=tmp_path)
+    assert time.monotonic() - started < 20  # no retries: a Python start-up, no network
+    assert done.returncode == 78
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"massage-bot: {setting} must be a URL starting with https://")
+    assert done.stdout == ""
+    assert TOKEN.split(":")[1] not in done.stderr
