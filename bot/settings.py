@@ -27,6 +27,26 @@ PACKAGE_KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 EXIT_CONFIG = 78
 
 
+# What each setting does, for `massage-bot COMMAND --help` (bot/cli.py lists those it reads).
+SETTING_HELP = {
+    "TELEGRAM_BOT_TOKEN": "the bot's token from @BotFather (never logged or shown)",
+    "TELEGRAM_BASE_URL": f"the Bot API's address (default {DEFAULT_BASE_URL})",
+    "TELEGRAM_BASE_FILE_URL": f"the Bot API's file address (default {DEFAULT_BASE_FILE_URL})",
+    "DATA_DIR": "where the store lives (default $XDG_DATA_HOME/massage-bot, without "
+                "XDG_DATA_HOME ~/.local/share/massage-bot)",
+    "KNOWLEDGE_DIR": "the knowledge base directory (default: the project's knowledge/)",
+    "LOG_LEVEL": f"{', '.join(LOG_LEVELS)} (default INFO)",
+    "ADMIN_IDS": "Telegram user ids, comma-separated, who may use /reload",
+    "WEBHOOK_URL": "the public https:// address: webhook mode instead of long polling",
+    "WEBHOOK_SECRET": "the secret Telegram sends with each webhook call (with WEBHOOK_URL)",
+    "WEBHOOK_LISTEN": "the address the webhook server listens on (default 127.0.0.1)",
+    "WEBHOOK_PORT": "its port (default 8443)",
+    "WEBHOOK_PATH": "its path (default telegram)",
+    "MISSES_LOG": "on (default) or off: keep unanswered questions for `massage-bot misses`",
+    "MISSES_KEEP_DAYS": f"days the misses log is kept (default {DEFAULT_MISSES_KEEP_DAYS})",
+}
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message is one line for the user."""
 
@@ -124,11 +144,22 @@ def _url(env: Mapping[str, str], key: str, default: str, schemes: tuple[str, ...
     return raw
 
 
+# Read only by `massage-bot run`; other commands leave them out, so a slip in the bot's part
+# of .env never stops the terminal chat or the author's tools.
+BOT_ONLY = frozenset(
+    name for name in SETTING_HELP if name.startswith(("TELEGRAM_", "WEBHOOK_"))
+) | {"ADMIN_IDS", "LOG_LEVEL"}
+
+
 def load_settings(
-    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env"),
+    bot: bool = True,
 ) -> Settings:
+    """The settings; with `bot` False, those only the Telegram bot reads keep their defaults."""
     env: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
     env.update(os.environ if environ is None else environ)
+    if not bot:
+        env = {key: value for key, value in env.items() if key not in BOT_ONLY}
 
     level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if level not in LOG_LEVELS:
