@@ -14,14 +14,16 @@ from typing import TextIO
 
 import yaml
 
-from bot.clock import ScaledClock, SystemClock
+from bot.clock import ScaledClock, carry_on
 from bot.knowledge import KnowledgeBase, KnowledgeError, check_knowledge, load_knowledge
 from bot.matcher import Match, Matcher, cached_text_words
 from bot.settings import EXIT_CONFIG, SETTING_HELP, Settings, SettingsError, load_settings
-from bot.store import StoreError
+from bot.store import Store, StoreError
 
 TERMINAL_DATABASE = "terminal.sqlite3"
 TERMINAL_HISTORY = "terminal-history"
+# The terminal chat's clock anchor, kept with its sessions (bot/clock.py: carry_on).
+CLOCK_PREFERENCE = "clock"
 
 
 def _knowledge_dir(args: argparse.Namespace, settings: Settings) -> Path:
@@ -144,7 +146,6 @@ def cmd_misses(args: argparse.Namespace, settings: Settings, knowledge: Knowledg
 
     from bot.misses import log_day
     from bot.misses_report import FORMATS, Report, cluster, fit_similarity
-    from bot.store import Store
 
     if args.since is not None and args.since < 1:
         print("massage-bot misses: --since must be at least 1 day", file=sys.stderr)
@@ -176,17 +177,16 @@ def cmd_misses(args: argparse.Namespace, settings: Settings, knowledge: Knowledg
 def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase) -> int:
     from bot.conversation import Conversation
     from bot.misses import MissesPolicy
-    from bot.store import Store
-    from bot.terminal import TerminalChat, run_chat
+    from bot.terminal import TERMINAL_CHAT_ID, TerminalChat, run_chat
 
     interactive = sys.stdin.isatty()
-    clock = ScaledClock(speed=args.speed) if args.speed != 1 else SystemClock()
     # The terminal keeps its own database so it never touches the Telegram bot's chats.
     store = Store.open(settings.data_dir / TERMINAL_DATABASE)
     history = settings.data_dir / TERMINAL_HISTORY
     if interactive:
         _load_history(history)
     try:
+        clock = terminal_clock(store, TERMINAL_CHAT_ID, args.speed)
         conversation = Conversation(
             knowledge=knowledge, matcher=Matcher(knowledge), store=store, clock=clock,
             misses_policy=MissesPolicy.from_settings(settings, "terminal"),
@@ -198,6 +198,21 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeB
         store.close()
         if interactive:
             _save_history(history)
+
+
+def terminal_clock(store: Store, chat_id: int, speed: float) -> ScaledClock:
+    """The chat's clock at `speed` (--speed), saved with its sessions.
+
+    A saved session's times are in the clock of the run that saved it; with --speed that
+    clock runs ahead of the wall, so each run carries on from the last one's, at its own
+    speed, and the session's deadlines and "Time taken" stay true. With no session saved
+    the clock starts again from the wall time.
+    """
+    saved = store.preference(chat_id, CLOCK_PREFERENCE)
+    resumed = store.load_session(chat_id) is not None
+    clock = carry_on(saved if resumed else None, speed)
+    store.set_preference(chat_id, CLOCK_PREFERENCE, clock.anchor())
+    return clock
 
 
 def _load_history(path: Path) -> None:
