@@ -32,8 +32,8 @@ SETTING_HELP = {
     "TELEGRAM_BOT_TOKEN": "the bot's token from @BotFather (never logged or shown)",
     "TELEGRAM_BASE_URL": f"the Bot API's address (default {DEFAULT_BASE_URL})",
     "TELEGRAM_BASE_FILE_URL": f"the Bot API's file address (default {DEFAULT_BASE_FILE_URL})",
-    "DATA_DIR": "where the store lives (default $XDG_DATA_HOME/massage-bot, without "
-                "XDG_DATA_HOME ~/.local/share/massage-bot)",
+    "DATA_DIR": "where the store lives (default $XDG_DATA_HOME/massage-bot, or "
+                "~/.local/share/massage-bot when XDG_DATA_HOME is not set)",
     "KNOWLEDGE_DIR": "the knowledge base directory (default: the project's knowledge/)",
     "LOG_LEVEL": f"{', '.join(LOG_LEVELS)} (default INFO)",
     "ADMIN_IDS": "Telegram user ids, comma-separated, who may use /reload",
