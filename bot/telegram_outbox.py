@@ -30,7 +30,7 @@ The sender delivers each chat's messages one at a time, in order, and chats side
   every step it went through meanwhile. Answers to questions are never dropped.
 - After a restart the rows left in the table go first (`Priority.HELD_OVER`).
 - Photos (bot/telegram_pictures.py) are rows like any other: sent, edited, repeated and
-  superseded by the same rules; a row of kind "markup" only takes a message's buttons away.
+  superseded by the same rules; a row of kind "markup" only changes a message's buttons.
 """
 
 from __future__ import annotations
@@ -100,7 +100,9 @@ class Transport(Protocol):
         parse_mode: str | None = ..., reply_markup: dict[str, Any] | None = ...,
     ) -> None: ...
 
-    async def edit_markup(self, chat_id: int, message_id: int) -> None: ...
+    async def edit_markup(
+        self, chat_id: int, message_id: int, reply_markup: dict[str, Any] | None = ...
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class Pending:
     chat_id: int
     target: int | None  # the message to edit, or None to send a new one
     # text, parse_mode, reply_markup; a photo's are kind "photo", picture, caption, parse_mode,
-    # reply_markup (bot/telegram_pictures.py), and kind "markup" only takes buttons away.
+    # reply_markup (bot/telegram_pictures.py); kind "markup" has only reply_markup.
     params: dict[str, Any]
     priority: Priority
     supersedable: bool
@@ -461,7 +463,7 @@ class Outbox:
         if kind == "photo":
             await self.transport.edit_photo(pending.chat_id, target, **params)
         elif kind == "markup":
-            await self.transport.edit_markup(pending.chat_id, target)
+            await self.transport.edit_markup(pending.chat_id, target, **params)
         else:
             await self.transport.edit_text(pending.chat_id, target, **params)
 

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 MAX_CAPTION_CHARS = 1024
 # What a row of the outbox is (its "kind"); rows without one are text messages.
 PHOTO = "photo"
-MARKUP = "markup"  # only takes the buttons off the message it targets
+MARKUP = "markup"  # only changes the buttons of the message it targets (none: takes them off)
 # A 400 about the photo's name itself (not the caption or the chat): upload it again.
 STALE_FILE = ("wrong file identifier", "wrong remote file identifier", "file reference",
               "wrong type of the web page content", "failed to get http url content")
@@ -76,6 +76,9 @@ def edit_plan(
     photo above its text stays and only the text is edited.
     """
     photo_rows = [row for row in rows if row.get("kind") == PHOTO]
+    if same_content and target_is_photo:
+        # The photo and its caption stay as they are: only its buttons change.
+        return [({"kind": MARKUP, "reply_markup": rows[-1].get("reply_markup")}, target)]
     if len(rows) == 1 and (photo_rows or not target_is_photo):
         return [(rows[0], target)]  # editMessageMedia or editMessageText
     if same_content and not target_is_photo and len(photo_rows) == 1 and len(rows) == 2:
@@ -111,10 +114,13 @@ class OutboxTransport:
     async def edit_text(self, chat_id: int, message_id: int, text: str, **params: Any) -> None:
         await self.bot.edit_text(chat_id, message_id, text, **params)
 
-    async def edit_markup(self, chat_id: int, message_id: int) -> None:
-        """Take the buttons off a message (no reply_markup: none)."""
-        await self.bot._post("editMessageReplyMarkup",
-                             {"chat_id": chat_id, "message_id": message_id})
+    async def edit_markup(
+        self, chat_id: int, message_id: int, reply_markup: dict[str, Any] | None = None
+    ) -> None:
+        """A message's buttons changed, or taken off (no reply_markup: none)."""
+        await self.bot._post("editMessageReplyMarkup", {
+            "chat_id": chat_id, "message_id": message_id, "reply_markup": reply_markup,
+        })
 
     async def send_photo(
         self, chat_id: int, picture: str, caption: str = "", parse_mode: str | None = None,

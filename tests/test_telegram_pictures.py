@@ -83,7 +83,10 @@ async def test_feedback_on_a_photo_answer_edits_its_buttons_away(
     assert edited.message_id == answer.message_id and edited.photo == answer.photo
     assert edited.text == answer.text
     assert not any("Helpful" in label for label, _data in edited.buttons)
-    assert api.calls_to("editMessageMedia") and len(api.uploads) == 1
+    assert edited.buttons  # the related topics are still there
+    # Only the buttons changed: no new photo, no new caption.
+    assert api.calls_to("editMessageReplyMarkup") and not api.calls_to("editMessageMedia")
+    assert len(api.uploads) == 1
 
 
 async def test_step_screens_change_picture_in_place_and_leave_a_photo_for_text(
@@ -213,3 +216,19 @@ async def test_a_picture_that_cannot_be_drawn_leaves_the_answer_as_text(
     assert not answer.photo and answer.text.startswith(knowledge.topics["friction"].title)
     assert any("Helpful" in label for label, _data in answer.buttons)
     assert api.uploads == []
+
+
+async def test_feedback_on_a_photo_after_pictures_went_off_keeps_it_as_it_is(
+    api: StandIn, ann: User, bot: BotFixture
+) -> None:
+    [answer] = await ann.say("how do I do effleurage?")
+    [settings] = await ann.say("/settings")
+    await ann.press(settings, "Turn pictures off")
+    since = len(api.outputs)
+    await ann.press(answer, "Helpful", expect=2)
+    changed = api.outputs_in(ann.chat_id, since)
+    edited = next(o for o in changed if o.message_id == answer.message_id)
+    assert edited.photo == answer.photo and edited.text == answer.text
+    assert not any("Helpful" in label for label, _data in edited.buttons)
+    # Only the thanks is new: the answer is not sent again as text.
+    assert [o.text for o in changed if o.kind == "send"] == ["Thanks, glad it helped!"]
