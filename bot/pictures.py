@@ -53,6 +53,8 @@ MIN_HEIGHT = 512
 SCALE = 2  # drawn at this multiple, then scaled down: anti-aliasing
 PALETTE_COLOURS = 96
 PICTURES_DIR = "pictures"  # under DATA_DIR
+# Drawing all of them takes a few seconds; far longer means something is wrong.
+DRAW_TIMEOUT_SECONDS = 60.0
 
 # Okabe-Ito.
 ORANGE = (230, 159, 0)
@@ -140,7 +142,13 @@ class PictureFiles:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        _out, err = await child.communicate(payload)
+        try:
+            _out, err = await asyncio.wait_for(child.communicate(payload), DRAW_TIMEOUT_SECONDS)
+        except TimeoutError:
+            child.kill()  # a start-up must not wait for ever on a stuck drawing
+            await child.wait()
+            raise DrawingFailed(f"drawing {len(missing)} picture(s) took over "
+                                f"{DRAW_TIMEOUT_SECONDS:g} s") from None
         if child.returncode != 0:
             lines = err.decode(errors="replace").strip().splitlines() or ["no output"]
             raise DrawingFailed(f"drawing {len(missing)} picture(s) failed (exit "
