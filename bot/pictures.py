@@ -14,6 +14,7 @@ are dashed. Text is Pillow's own font (no download) at phone-readable sizes.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import math
@@ -372,8 +373,6 @@ def _dashes(curve: Sequence[tuple[float, float]], dash: float, gap: float
 
 def render(picture: Picture) -> bytes:
     """The picture as PNG bytes."""
-    import io
-
     from PIL import Image, ImageDraw
 
     layout, height = _layout(picture)
