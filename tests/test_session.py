@@ -25,6 +25,7 @@ from bot.replies import MAX_ACTION_BYTES, ArmTimer, Button, CancelTimer, Reply, 
 from bot.session import (
     _PHRASES,
     MAIN_MENU_ACTION,
+    STATE_VERSION,
     Action,
     Phase,
     SessionCommand,
@@ -864,7 +865,8 @@ def test_next_on_the_last_step_finishes_with_a_summary_and_aftercare(
     reply = only(response)
     assert reply.title == "🎉 Session complete"
     lines = reply.text.split("\n")
-    assert lines[:3] == ["Tiny back rub", "Steps done: 4 of 4", "Time taken: 21 min"]
+    # Steps 2 and 3 were moved on from the moment they began.
+    assert lines[:3] == ["Tiny back rub", "Steps done: 2 of 4, 2 skipped", "Time taken: 21 min"]
     assert "Aftercare:" in lines
     assert "water" in reply.text and "warm" in reply.text and "oil" in reply.text
     assert response.timer == CancelTimer()
@@ -923,7 +925,33 @@ def test_a_step_done_twice_after_back_counts_once(engine: SessionEngine, clock: 
 
     _, response = engine.act(state, SessionCommand.STOP)
 
-    assert "Steps done: 3 of 4" in only(response).text
+    assert "Steps done: 1 of 4, 2 skipped" in only(response).text
+
+
+def test_the_summary_counts_done_and_skipped_steps_honestly(
+    engine: SessionEngine, clock: FakeClock
+) -> None:
+    outcome = at_step(engine, clock, 2)
+    state, _ = fire(engine, clock, fire(engine, clock, outcome))  # step 2's time ran: done
+    clock.advance(10)
+    state, _ = engine.act(state, SessionCommand.NEXT)  # step 3 with 80 of 90 s left: skipped
+
+    _, response = engine.act(state, SessionCommand.SKIP)  # the last step, said as a skip
+
+    assert only(response).title == "🎉 Session complete"
+    assert "Steps done: 2 of 4, 2 skipped" in only(response).text
+
+
+def test_a_skipped_step_done_after_back_counts_done(
+    engine: SessionEngine, clock: FakeClock
+) -> None:
+    state, _ = at_step(engine, clock, 3)  # step 2 skipped on the way
+    state, response = engine.act(state, SessionCommand.BACK)
+    state, _ = fire(engine, clock, fire(engine, clock, (state, response)))  # done this time
+
+    _, response = engine.act(state, SessionCommand.STOP)
+
+    assert "Steps done: 2 of 4\n" in only(response).text
 
 
 # --- buttons from elsewhere ------------------------------------------------------------------
@@ -1134,7 +1162,7 @@ def valid_dict() -> dict[str, Any]:
 @pytest.mark.parametrize(
     "change",
     [
-        {"version": 3}, {"run_id": "AB:12"}, {"run_id": 5}, {"session_id": ""},
+        {"version": 4}, {"run_id": "AB:12"}, {"run_id": 5}, {"session_id": ""},
         {"phase": "flying"}, {"hands_free": "yes"}, {"started_at": "soon"},
         {"started_at": float("nan")}, {"step_index": -1}, {"step_index": True},
         {"step_index": 1.5}, {"ticked": "1,2"}, {"ticked": [-1]}, {"timer": "ticking"},
@@ -1142,6 +1170,7 @@ def valid_dict() -> dict[str, Any]:
         {"phase": "checklist"}, {"step_started_at": None}, {"extra": 1},
         {"condition": -1}, {"condition": 0}, {"condition": "fever"}, {"answers": "yes"},
         {"answers": [1]}, {"variant": ""}, {"variant": 3}, {"answers": None},
+        {"steps_skipped": "1"}, {"steps_skipped": [True]}, {"steps_skipped": [0]},
     ],
 )  # fmt: skip
 def test_garbage_state_is_rejected(change: dict[str, Any]) -> None:
@@ -1364,4 +1393,18 @@ def test_a_state_saved_before_the_one_screen_check_is_read_in_todays_terms() -> 
     assert (step.phase, step.step_index, step.variant, step.answers) == (Phase.STEP, 1, None, ())
     assert step.ticked == frozenset({1})
     assert question.phase is Phase.SAFETY and question.condition is None  # asked again
-    assert step.to_dict()["version"] == 2
+    assert step.to_dict()["version"] == STATE_VERSION
+
+
+def test_a_state_saved_before_skips_were_counted_carries_on_with_none_skipped(
+    engine: SessionEngine, clock: FakeClock
+) -> None:
+    state, _ = at_step(engine, clock, 3)
+    saved = {key: value for key, value in state.to_dict().items() if key != "steps_skipped"}
+    saved["version"] = 2
+
+    restored = SessionState.from_dict(saved)
+
+    assert restored == replace(state, steps_skipped=frozenset())
+    _, response = engine.act(restored, SessionCommand.STOP)
+    assert "Steps done: 2 of 4\n" in only(response).text

@@ -240,3 +240,33 @@ def test_feedback_keys_under_an_answer_go_once_pressed(
     output = run_in_process(knowledge, tmp_path, "what is effleurage\n+\n1\n", speed=1)
     effleurage = knowledge.topics["effleurage"]
     assert f"== {knowledge.topics[effleurage.related[0]].title} ==" in output
+
+
+def test_the_summary_says_how_many_steps_were_skipped(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # The quick massage on a slow clock: the two untimed set-up steps are done with Next,
+    # the first timed one is moved on from at once (skipped), and "skip" skips the next.
+    script = f"/session\n2\n{SAFETY_NOS}ready\nnext\nnext\nnext\nskip\nstop\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=1)
+    total = len(knowledge.sessions["quick-back"].steps)
+    assert f"Steps done: 2 of {total}, 2 skipped" in output
+
+
+def test_a_session_saved_by_the_previous_version_resumes(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # Saved before skipped steps were counted (state version 2): on step 2, one step done.
+    now = ScaledClock(speed=1).now()
+    old = {
+        "version": 2, "run_id": "ab12cd", "session_id": "quick-back", "phase": "step",
+        "hands_free": False, "started_at": now - 60, "condition": None, "answers": [False],
+        "variant": None, "ticked": [0], "step_index": 1, "step_started_at": now - 10,
+        "paused_remaining": None, "timer": "none", "timer_seq": 0, "steps_done": 1,
+    }  # fmt: skip
+    with Store.open(tmp_path / "terminal.sqlite3") as store:
+        store.save_session(0, old)
+    output = run_in_process(knowledge, tmp_path, "stop\n", speed=1)
+    steps = knowledge.sessions["quick-back"].steps
+    assert f"Step 2 of {len(steps)}: {steps[1].title}" in output
+    assert f"Steps done: 1 of {len(steps)}\n" in output
