@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,21 @@ from bot.knowledge import (
 )
 from bot.matcher import Match, Matcher
 from bot.misses import MissesLog, MissesPolicy, privacy_line
-from bot.replies import Button, CancelTimer, Reply, Response, reply
+from bot.replies import (
+    Button,
+    CancelTimer,
+    Reply,
+    Response,
+    offered_buttons,
+    reply,
+    typed_button,
+)
 from bot.session import (
     SessionCommand,
     SessionEngine,
     SessionState,
     TimerPhase,
+    is_session_button,
     parse_command,
 )
 from bot.settings import Settings
@@ -254,7 +264,9 @@ class Conversation:
             return help_reply(privacy_line(self.misses_policy))
         return reply(f"I don't know the command /{command}.\n\n{HELP}", buttons=MENU_BUTTONS)
 
-    def handle_text(self, chat_id: int, text: str) -> Response:
+    def handle_text(self, chat_id: int, text: str, offered: Sequence[Button] = ()) -> Response:
+        """A typed message. `offered` are the buttons the front end showed last: a message
+        that names one of them (its key, its label, its label's main word) presses it."""
         text = text.strip()
         if not text:
             return reply(ASK_PROMPT)
@@ -263,6 +275,14 @@ class Conversation:
             command = parse_command(text)
             if command is not None:
                 return self._session_act(chat_id, state, self.engine.act(state, command))
+        button = self._typed_button(state, text, offered)
+        if button is not None:
+            response = self.handle_action(chat_id, button.action)
+            if (state is not None and not is_session_button(button)
+                    and not any(map(is_session_button, offered_buttons(response)))):
+                # Like a question mid-session: answered, and the session waits where it was.
+                response = response.then(self.engine.reminder(state))
+            return response
         if _START_SESSION.match(text):
             return self._session_picker(chat_id)
         # The matcher bounds its own work and keeps a long message's question sentences.
@@ -274,6 +294,28 @@ class Conversation:
             # A question mid-session is answered and the session waits where it was.
             response = response.then(self.engine.reminder(state))
         return response
+
+    def acts_on_session(self, chat_id: int, text: str, offered: Sequence[Button] = ()) -> bool:
+        """Whether typed `text` would act on the chat's running session (a group's front end
+        lets only its owner do that)."""
+        state = self._load_state(chat_id)
+        if state is None:
+            return False
+        if parse_command(text) is not None:
+            return True
+        button = self._typed_button(state, text, offered)
+        return button is not None and is_session_button(button)
+
+    def _typed_button(
+        self, state: SessionState | None, text: str, offered: Sequence[Button]
+    ) -> Button | None:
+        """The button `text` names: of the running session's screen as it is now, first,
+        then of what was shown last (its session buttons may be from an older screen)."""
+        if state is None:
+            return typed_button(text, offered)
+        screen = offered_buttons(self.engine.act(state, SessionCommand.REPEAT)[1])
+        others = [b for b in offered if not is_session_button(b)]
+        return typed_button(text, (*screen, *others))
 
     def handle_action(self, chat_id: int, action: str) -> Response:
         """A pressed button. Unknown, forged or stale actions get a polite reply."""

@@ -166,6 +166,28 @@ class SessionCommand(StrEnum):
     HANDS_FREE_OFF = "hf0"
 
 
+# One key per action of the session's own, the same on every screen, for a keyboard front
+# end to show and take ("n" is Next on a step and Ready on the checklist: both move on).
+# The answers of the safety check, the conditions, variants and checklist items have none:
+# they are choices, numbered where a front end numbers them.
+SESSION_KEYS: dict[SessionCommand, str] = {
+    SessionCommand.NEXT: "n", SessionCommand.READY: "n", SessionCommand.BACK: "b",
+    SessionCommand.PAUSE: "p", SessionCommand.RESUME: "p", SessionCommand.STOP: "s",
+    SessionCommand.REPEAT: "r", SessionCommand.HANDS_FREE_ON: "h",
+    SessionCommand.HANDS_FREE_OFF: "h",
+}  # fmt: skip
+
+
+def is_session_button(button: Button) -> bool:
+    """True for a button of a guided session (its action is the engine's)."""
+    return button.action.startswith(ACTION_PREFIX + ":")
+
+
+def session_button(label: str, command: SessionCommand, action: str) -> Button:
+    """A session button, with its command's key if it has one."""
+    return Button(label, action, key=SESSION_KEYS.get(command, ""))
+
+
 @dataclass(frozen=True)
 class SessionState:
     """Where one chat's guided session is. Frozen: the engine returns new states."""
@@ -549,8 +571,14 @@ class SessionEngine:
             "A session is already running: continue it or stop it first.",
             buttons=(
                 (
-                    Button("▶️ Continue", make_action(SessionCommand.REPEAT, state.run_id, index)),
-                    Button("⏹ Stop", make_action(SessionCommand.STOP, state.run_id, index)),
+                    session_button(
+                        "▶️ Continue", SessionCommand.REPEAT,
+                        make_action(SessionCommand.REPEAT, state.run_id, index),
+                    ),
+                    session_button(
+                        "⏹ Stop", SessionCommand.STOP,
+                        make_action(SessionCommand.STOP, state.run_id, index),
+                    ),
                 ),
             ),
         )
@@ -887,7 +915,8 @@ class SessionEngine:
     def _button(
         self, state: SessionState, label: str, command: SessionCommand, arg: str | None = None
     ) -> Button:
-        return Button(label, make_action(command, state.run_id, self._screen(state), arg))
+        action = make_action(command, state.run_id, self._screen(state), arg)
+        return session_button(label, command, action)
 
     def _show(self, state: SessionState, note: str = "") -> Response:
         """The current screen again, with `note` on top."""
@@ -1072,23 +1101,25 @@ class SessionEngine:
         )
 
     def _step_buttons(self, state: SessionState) -> tuple[tuple[Button, ...], ...]:
+        """The same rows on every step, timed or not: Pause or Resume, only where there is a
+        timer, comes last, so no other button moves when it comes and goes."""
         last = state.step_index + 1 == len(self.steps(state))
-        first_row = [self._button(state, "⬅️ Back", SessionCommand.BACK)]
-        if state.timer in ARMED:
-            first_row.append(self._button(state, "⏸ Pause", SessionCommand.PAUSE))
-        elif state.timer is TimerPhase.PAUSED:
-            first_row.append(self._button(state, "▶️ Resume", SessionCommand.RESUME))
-        first_row.append(
-            self._button(state, "✅ Finish" if last else "Next ➡️", SessionCommand.NEXT)
-        )
-        return (
-            tuple(first_row),
+        rows: list[tuple[Button, ...]] = [
+            (
+                self._button(state, "⬅️ Back", SessionCommand.BACK),
+                self._button(state, "✅ Finish" if last else "Next ➡️", SessionCommand.NEXT),
+            ),
             (
                 self._button(state, "🔁 Repeat", SessionCommand.REPEAT),
                 self._button(state, "⏹ Stop", SessionCommand.STOP),
             ),
             (self._hands_free_button(state),),
-        )
+        ]
+        if state.timer in ARMED:
+            rows.append((self._button(state, "⏸ Pause", SessionCommand.PAUSE),))
+        elif state.timer is TimerPhase.PAUSED:
+            rows.append((self._button(state, "▶️ Resume", SessionCommand.RESUME),))
+        return tuple(rows)
 
     def _time_up_reply(self, state: SessionState, offline: bool) -> Reply:
         steps = self.steps(state)

@@ -1,7 +1,8 @@
 """The terminal front end: the same conversation as the Telegram bot, in a console.
 
-Buttons become numbered choices (type the number), or keys where the core gives one (type +
-for "Helpful"); commands are the same (/session, /help, …).
+Buttons become numbered choices (type the number), or keys where the core gives one (type n
+for Next, + for "Helpful"); typing a button's name presses it too ("start", "done"); commands
+are the same (/session, /help, …).
 Input is read on a helper thread so a step's timer can speak up on time while the person is
 not typing. With piped input, each line is one message; at the end of input the chat keeps
 running only while a session timer is armed, so `/session` piped in walks through to the end.
@@ -18,7 +19,7 @@ from typing import TextIO
 
 from bot.clock import Clock
 from bot.conversation import Conversation
-from bot.replies import ArmTimer, Button, CancelTimer, Reply, Response
+from bot.replies import ArmTimer, Button, CancelTimer, Response, offered_buttons
 
 TERMINAL_CHAT_ID = 0
 GOODBYE = "Bye! Your progress is saved.\n"
@@ -30,11 +31,23 @@ def format_remaining(seconds: float) -> str:
     return f"{whole // 60}:{whole % 60:02d}"
 
 
-def render_text(response: Response, first_number: int = 1) -> tuple[str, list[Button]]:
-    """Plain text for a response, with every button as a numbered choice (or its key)."""
+def render_text(response: Response) -> tuple[str, list[Button]]:
+    """Plain text for a response, and the buttons that got numbers.
+
+    A button with a key is shown with it ("[n] Next"): the same key on every screen. The
+    others are numbered choices, but only in the last message that has any, so a list shown
+    above a session's screen (topics under an answer asked mid-session) never takes the
+    numbers of the session's own choices (the safety check's Yes and No); the earlier list
+    is still shown, to be named by typing.
+    """
+    numbered = max(
+        (i for i, message in enumerate(response.replies)
+         for row in message.buttons for button in row if not button.key),
+        default=-1,
+    )
     blocks: list[str] = []
     choices: list[Button] = []
-    for message in response.replies:
+    for index, message in enumerate(response.replies):
         lines: list[str] = []
         if message.title:
             lines.append(f"== {message.title} ==")
@@ -44,9 +57,11 @@ def render_text(response: Response, first_number: int = 1) -> tuple[str, list[Bu
             for button in row:
                 if button.key:
                     cells.append(f"[{button.key}] {button.label}")
-                    continue
-                choices.append(button)
-                cells.append(f"[{first_number + len(choices) - 1}] {button.label}")
+                elif index == numbered:
+                    choices.append(button)
+                    cells.append(f"[{len(choices)}] {button.label}")
+                else:
+                    cells.append(f"· {button.label}")
             lines.append("  " + "   ".join(cells))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks), choices
@@ -67,37 +82,27 @@ def choice_list(choices: list[Button]) -> str:
     return "  " + "   ".join(f"[{n}] {b.label}" for n, b in enumerate(choices, start=1))
 
 
-def keyed_buttons(replies: tuple[Reply, ...]) -> dict[str, Button]:
-    """The buttons offered as keys rather than numbers, by key."""
-    return {
-        button.key: button
-        for message in replies
-        for row in message.buttons
-        for button in row
-        if button.key
-    }
-
-
 @dataclass
 class TerminalChat:
     conversation: Conversation
     clock: Clock
     out: TextIO
     chat_id: int = TERMINAL_CHAT_ID
-    choices: list[Button] = field(default_factory=list)
-    keys: dict[str, Button] = field(default_factory=dict)
+    choices: list[Button] = field(default_factory=list)  # by number, from 1
+    offered: tuple[Button, ...] = ()  # all that can be pressed by typing its key or name
     timer: ArmTimer | None = None
 
     def show(self, response: Response) -> None:
         if response.pressed is not None:
             # The pressed message's spent buttons (feedback) can't be pressed again.
-            _text, self.choices = render_text(Response(replies=(response.pressed,)))
-            self.keys = keyed_buttons((response.pressed,))
+            pressed = Response(replies=(response.pressed,))
+            _text, self.choices = render_text(pressed)
+            self.offered = offered_buttons(pressed)
         text, choices = render_text(response)
-        keys = keyed_buttons(response.replies)
-        if choices or keys:
-            # Numbers and keys always refer to the latest message that offered choices.
-            self.choices, self.keys = choices, keys
+        offered = offered_buttons(response)
+        if offered:
+            # Numbers, keys and names always refer to the latest message that offered buttons.
+            self.choices, self.offered = choices, offered
         if text:
             self.out.write(text + "\n\n")
             self.out.flush()
@@ -111,9 +116,6 @@ class TerminalChat:
         text = line.strip()
         if text.lower() in QUIT_WORDS:
             return False
-        if text in self.keys:
-            self.show(self.conversation.handle_action(self.chat_id, self.keys[text].action))
-            return True
         number = typed_number(text)
         if number is not None and self.choices:
             if 1 <= number <= len(self.choices):
@@ -127,7 +129,7 @@ class TerminalChat:
             command, _, args = text[1:].partition(" ")
             self.show(self.conversation.handle_command(self.chat_id, command, args))
             return True
-        self.show(self.conversation.handle_text(self.chat_id, text))
+        self.show(self.conversation.handle_text(self.chat_id, text, self.offered))
         return True
 
     def seconds_until_timer(self) -> float | None:

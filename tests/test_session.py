@@ -559,7 +559,11 @@ def test_timed_step_shows_its_time_and_runs_a_timer(
     assert reply.text == (
         "Glide up the back.\n\n⏱ 3 min\nHands-free: I'll move on when the time is up."
     )
-    assert labels(reply)[0] == ["⬅️ Back", "⏸ Pause", "Next ➡️"]
+    # The untimed step's rows, and Pause last: no button moves when it comes and goes.
+    assert labels(reply) == [
+        ["⬅️ Back", "Next ➡️"], ["🔁 Repeat", "⏹ Stop"], ["🙌 Hands-free: on"], ["⏸ Pause"],
+    ]
+    assert [[b.key for b in row] for row in reply.buttons] == [["b", "n"], ["r", "s"], ["h"], ["p"]]
 
 
 def test_with_hands_free_off_a_timed_step_says_press_next(
@@ -661,7 +665,9 @@ def test_pause_keeps_the_remaining_time_exactly(engine: SessionEngine, clock: Fa
         '⏸ Paused with 2 min 10 s left on "Long strokes". Press Resume when you\'re ready.'
     )
     assert paused[1].timer == CancelTimer()
-    assert labels(only(paused[1]))[0] == ["⬅️ Back", "▶️ Resume", "Next ➡️"]
+    assert labels(only(paused[1]))[0] == ["⬅️ Back", "Next ➡️"]
+    assert labels(only(paused[1]))[-1] == ["▶️ Resume"]
+    assert button(paused[1], "▶️ Resume").key == "p"  # the key of Pause: one key toggles
 
     clock.advance(3600)  # a long break changes nothing
     _, repeated = engine.act(paused[0], SessionCommand.REPEAT)
@@ -1026,7 +1032,8 @@ def test_reminder_says_where_the_session_waits(engine: SessionEngine, clock: Fak
     response = engine.reminder(state)
 
     assert only(response).text == "↩️ Your session is at step 2 of 4, 2 min left."
-    assert labels(only(response))[0] == ["⬅️ Back", "⏸ Pause", "Next ➡️"]
+    assert labels(only(response))[0] == ["⬅️ Back", "Next ➡️"]
+    assert labels(only(response))[-1] == ["⏸ Pause"]
 
 
 def test_every_action_fits_in_a_button(engine: SessionEngine, clock: FakeClock) -> None:

@@ -263,7 +263,7 @@ async def test_a_reply_too_long_for_one_message_is_split(
     long = "\n\n".join(f"Part {i}: <b> & *_[ " + "stroke " * 200 for i in range(10))
     conversation = bot.conversation
 
-    def handle_text(chat_id: int, text: str) -> Response:
+    def handle_text(chat_id: int, text: str, *_offered: object) -> Response:
         return reply(long, title="Very long", buttons=conversation.handle_start(chat_id).replies[
             0].buttons)
 
@@ -276,3 +276,44 @@ async def test_a_reply_too_long_for_one_message_is_split(
     assert [bool(p.buttons) for p in parts] == [False] * (len(parts) - 1) + [True]
     assert outputs[0].html.startswith("<b>Very long</b>")
     assert "".join(p.text for p in parts).count("Part ") == 10
+
+
+def places(output: Output) -> dict[str, tuple[int, int]]:
+    """Where each session button sits (row, column), by its command ("next", "pause")."""
+    rows = (output.reply_markup or {}).get("inline_keyboard", [])
+    return {
+        button["callback_data"].split(":")[1]: (r, c)
+        for r, row in enumerate(rows)
+        for c, button in enumerate(row)
+        if button["callback_data"].startswith("1|s:")
+    }
+
+
+async def test_session_buttons_keep_their_place_on_timed_and_untimed_steps(
+    ann: User, knowledge: KnowledgeBase
+) -> None:
+    [screen] = await ann.say("/start session-quick-back")
+    for label in ("None of these", "No", "Ready"):
+        [screen] = await ann.press(screen, label)
+    steps = knowledge.sessions["quick-back"].steps
+    seen = []
+    while steps[len(seen)].seconds is None:
+        seen.append(screen)
+        [screen] = await ann.press(screen, "Next")
+    untimed, timed = places(seen[0]), places(screen)
+    assert "pause" in timed and "pause" not in untimed
+    assert {command: timed[command] for command in untimed} == untimed
+    assert timed["pause"][0] == max(row for row, _ in timed.values())  # last, below the rest
+
+
+async def test_typed_button_words_press_the_buttons_in_telegram(ann: User) -> None:
+    [screen] = await ann.say("/start session-quick-back")
+    for label in ("None of these", "No"):
+        [screen] = await ann.press(screen, label)
+    assert screen.text.startswith("Get ready")
+    [first] = await ann.say("start")  # "▶️ Ready, start"
+    assert first.text.startswith("Step 1 of")
+    [second] = await ann.say("n")  # the key of Next, as the terminal shows it
+    assert second.text.startswith("Step 2 of")
+    [back] = await ann.say("back")
+    assert back.text.startswith("Step 1 of")

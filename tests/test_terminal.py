@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -270,3 +271,77 @@ def test_a_session_saved_by_the_previous_version_resumes(
     steps = knowledge.sessions["quick-back"].steps
     assert f"Step 2 of {len(steps)}: {steps[1].title}" in output
     assert f"Steps done: 1 of {len(steps)}\n" in output
+
+
+# --- the same keys on every screen, and buttons named by typing (issue 11) ----------------
+
+
+def blocks_titled(output: str, prefix: str) -> list[str]:
+    """The screens of `output` whose title starts with `prefix`."""
+    return [block for block in output.split("\n\n== ") if block.startswith(prefix)]
+
+
+def test_a_session_keeps_its_keys_on_every_step_timed_or_not(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # Slow clock: the timed step 3 stays on screen. Only keys are typed after the check.
+    script = f"/session\n2\n{SAFETY_NOS}n\nn\nn\np\np\ns\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=1)
+    steps = blocks_titled(output, "Step ")
+    assert [block.split(":")[0] for block in steps] == ["Step 1 of 9", "Step 2 of 9", "Step 3 of 9"]
+    for block in steps:
+        assert "  [b] ⬅️ Back   [n] Next ➡️\n  [r] 🔁 Repeat   [s] ⏹ Stop\n  [h] " in block
+        assert not re.search(r"\[\d+\]", block)  # no numbers on a step: nothing to choose
+    assert "[p] ⏸ Pause" in steps[2] and "[p]" not in steps[0]
+    assert "⏸ Paused with" in output and "▶️ Resumed" in output  # p, then p again
+
+
+def test_a_digit_in_the_safety_check_answers_it_even_after_a_question(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # On the frailty question, a question; its answer lists related topics. Then "2": No.
+    script = "/session\n2\n1\nwhat is effleurage\n2\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=1)
+    answer, _, after = output.partition("== Effleurage")[2].partition("↩️ Your session is at")
+    related = knowledge.topics[knowledge.topics["effleurage"].related[1]].title
+    assert f"· {related}" in answer and "[1]" not in answer  # named by typing, not numbered
+    assert "  [1] Yes   [2] No\n" in after
+    assert "== Get ready: Quick back massage ==" in after  # "2" was No
+    assert f"== {related}" not in output
+
+
+def test_keys_still_work_after_a_question_mid_step(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    script = f"/session\n2\n{SAFETY_NOS}n\nwhat oil can i use\nn\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=1)
+    oil = output.index("== Oil or lotion")
+    assert "  [1] " in output[oil:]  # mid-step, the answer's topics are choices again
+    assert output.index("== Step 2 of 9") > oil
+
+
+@pytest.mark.parametrize(
+    ("typed", "seen"),
+    [
+        ("start", "== Step 1 of 9"),  # "▶️ Ready, start"
+        ("ready, start", "== Step 1 of 9"),
+        ("large towels", "1 of 6 ready"),  # "⬜ 2 large towels": a word no other item has
+        ("back", "== Safety check 2 of 2"),
+    ],
+)
+def test_a_word_of_a_button_typed_presses_it(
+    knowledge: KnowledgeBase, tmp_path: Path, typed: str, seen: str
+) -> None:
+    output = run_in_process(knowledge, tmp_path, f"/session\n2\n{SAFETY_NOS}{typed}\n", speed=1)
+    assert seen in output.partition("== Get ready")[2]
+    assert "Did you mean" not in output and "can't help" not in output
+
+
+def test_a_word_several_buttons_share_or_a_question_presses_none(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # "towel" is on three items; "oil?" is a question about oil, not a tick.
+    output = run_in_process(knowledge, tmp_path, f"/session\n2\n{SAFETY_NOS}towel\noil?\n",
+                            speed=1)
+    assert "1 of 6 ready" not in output
+    assert "↩️ Your session is at the equipment checklist." in output
