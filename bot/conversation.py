@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bot.checklist import checklist_reply
+from bot.checklist import UNTICKED, checklist_reply, progress
 from bot.clock import Clock
 from bot.knowledge import (
     KIND_TITLES,
@@ -59,6 +59,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 EQUIPMENT_LIST = "equipment"
+EQUIPMENT_TITLE = "What to get ready"
 RELOAD_PROBLEMS_SHOWN = 10
 HANDS_FREE_KEY = "hands_free"
 
@@ -491,17 +492,35 @@ class Conversation:
             return topic_reply(topic, self.knowledge) if topic else reply(FALLBACK)
         ticked = self.store.ticked(chat_id, EQUIPMENT_LIST)
         checklist = checklist_reply(
-            "What to get ready",
+            EQUIPMENT_TITLE,
             items,
             ticked,
             tick_action=lambda index: f"ck:{index}",
-            extra_rows=((Button("Clear all ticks", "ck:clear"),),),
+            extra_rows=((Button("✔️ Done", "ck:done", key="d"),
+                         Button("Clear all ticks", "ck:clear")),),
+            intro="Tick off what you have ready.",
         )
         return Response(replies=(checklist,))
+
+    def _equipment_done(self, chat_id: int) -> Response:
+        """The list closed: how many are ready and what is still to get, and the main menu."""
+        topic = self.knowledge.topics.get("equipment")
+        items = topic.checklist if topic else ()
+        ticked = self.store.ticked(chat_id, EQUIPMENT_LIST)
+        missing = [item for index, item in enumerate(items) if index not in ticked]
+        if missing:
+            text = f"{progress(items, ticked)}. Still to get:\n" + "\n".join(
+                f"{UNTICKED} {item}" for item in missing
+            )
+        else:
+            text = "Everything is ready. Enjoy the massage!"
+        return reply(text, title=EQUIPMENT_TITLE, buttons=MENU_BUTTONS)
 
     def _tick(self, chat_id: int, arg: str) -> Response:
         topic = self.knowledge.topics.get("equipment")
         count = len(topic.checklist) if topic else 0
+        if arg == "done":
+            return self._equipment_done(chat_id)
         if arg == "clear":
             self.store.clear_ticks(chat_id, EQUIPMENT_LIST)
         elif arg.isdigit() and int(arg) < count:

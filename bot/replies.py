@@ -21,6 +21,9 @@ class Button:
     action: str  # short ASCII string the core understands, e.g. "topic:petrissage"
     # A key a keyboard front end may offer for it instead of a number ("+" for Helpful).
     key: str = ""
+    # A shorter label for a front end that shows buttons in a narrow space; it spells out
+    # the whole `label` elsewhere, since the cut may lose words someone needs.
+    short: str = ""
 
     def __post_init__(self) -> None:
         if len(self.action.encode()) > MAX_ACTION_BYTES:

@@ -1086,11 +1086,13 @@ class SessionEngine:
             else:
                 if left < step.seconds - 0.5:  # not fresh: Repeat or a reminder mid-step
                     timing += f" ({format_duration(left)} left)"
+                # While the time runs, one instruction: what happens when it is up (Next
+                # is on the screen for moving on early, and saying so would contradict it).
                 lines += [
                     timing,
                     "Hands-free: I'll move on when the time is up."
                     if state.hands_free
-                    else "Press Next when you're ready.",
+                    else "I'll tell you when the time is up.",
                 ]
         else:
             lines.append("Press Next when you're ready.")

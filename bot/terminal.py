@@ -153,14 +153,16 @@ class TerminalChat:
         return f"[{format_remaining(countdown.seconds_left)} {state}] > "
 
     def start(self) -> None:
-        self.show(self.conversation.handle_start(self.chat_id))
         for chat_id, response in self.conversation.restore():
             if chat_id == self.chat_id:
                 # Someone restarting the chat wants to see where they were, even when the
-                # step's timer simply carries on.
+                # step's timer simply carries on; the session's screen alone, not under the
+                # welcome and its menu, so its keys are the last thing shown.
                 self.show(response if response.replies else response.then(
                     self.conversation.current_screen(chat_id)
                 ))
+                return
+        self.show(self.conversation.handle_start(self.chat_id))
 
 
 _EOF = object()

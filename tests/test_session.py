@@ -231,7 +231,7 @@ def test_none_of_these_asks_the_sessions_own_question_then_shows_the_checklist(
     assert reply.title == "Get ready: Tiny back rub"
     assert reply.text.endswith("0 of 3 ready")
     assert labels(reply) == [
-        ["⬜ Towel"], ["⬜ Oil"], ["⬜ Pillow"], ["▶️ Ready, start"], ["🙌 Hands-free: on"],
+        ["☐ Towel"], ["☐ Oil"], ["☐ Pillow"], ["▶️ Ready, start"], ["🙌 Hands-free: on"],
         ["⬅️ Back", "⏹ Stop"],
     ]  # fmt: skip
     assert state is not None and state.phase is Phase.CHECKLIST
@@ -394,7 +394,7 @@ def test_back_from_a_checklist_chosen_on_the_advice_screen_returns_to_the_advice
     engine: SessionEngine,
 ) -> None:
     advice = taps(engine, engine.start("tiny"), "⚠️ One of these applies", "Blood thinners")
-    checklist = taps(engine, advice, "▶️ Doctor said yes: light", "⬜ Oil")
+    checklist = taps(engine, advice, "▶️ Doctor said yes: light", "☐ Oil")
 
     state, response = tap(engine, checklist, "⬅️ Back")
 
@@ -487,14 +487,14 @@ def test_unknown_session_is_not_started(engine: SessionEngine) -> None:
 
 
 def test_ticking_toggles_an_item_and_counts_progress(engine: SessionEngine) -> None:
-    ticked = tap(engine, at_checklist(engine), "⬜ Oil")
+    ticked = tap(engine, at_checklist(engine), "☐ Oil")
 
-    assert labels(only(ticked[1]))[:3] == [["⬜ Towel"], ["✅ Oil"], ["⬜ Pillow"]]
+    assert labels(only(ticked[1]))[:3] == [["☐ Towel"], ["☑ Oil"], ["☐ Pillow"]]
     assert only(ticked[1]).text.endswith("1 of 3 ready")
 
-    unticked = tap(engine, ticked, "✅ Oil")
+    unticked = tap(engine, ticked, "☑ Oil")
 
-    assert labels(only(unticked[1]))[1] == ["⬜ Oil"]
+    assert labels(only(unticked[1]))[1] == ["☐ Oil"]
     assert only(unticked[1]).text.endswith("0 of 3 ready")
 
 
@@ -566,12 +566,15 @@ def test_timed_step_shows_its_time_and_runs_a_timer(
     assert [[b.key for b in row] for row in reply.buttons] == [["b", "n"], ["r", "s"], ["h"], ["p"]]
 
 
-def test_with_hands_free_off_a_timed_step_says_press_next(
+def test_with_hands_free_off_a_timed_step_says_it_will_tell_when_the_time_is_up(
     engine: SessionEngine, clock: FakeClock
 ) -> None:
     _, response = at_step(engine, clock, 2, hands_free=False)
 
-    assert only(response).text == "Glide up the back.\n\n⏱ 3 min\nPress Next when you're ready."
+    # Not "Press Next" while the timer runs: that comes when the time is up.
+    assert only(response).text == (
+        "Glide up the back.\n\n⏱ 3 min\nI'll tell you when the time is up."
+    )
     assert labels(only(response))[2] == ["✋ Hands-free: off"]
 
 

@@ -345,3 +345,50 @@ def test_a_word_several_buttons_share_or_a_question_presses_none(
                             speed=1)
     assert "1 of 6 ready" not in output
     assert "↩️ Your session is at the equipment checklist." in output
+
+
+# --- one instruction per screen, one list (issue 11, point 3) --------------------------------
+
+
+def test_each_step_says_one_instruction_and_timed_ones_do_not_say_press_next(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # Hands-free off, the full massage walked through with n on a slow clock, then stopped.
+    steps = knowledge.sessions["full-back"].steps
+    script = "/settings\n1\n/session\n1\nno\nno\nn\n" + "n\n" * (len(steps) - 1) + "s\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=1)
+    screens = blocks_titled(output, "Step ")
+    assert len(screens) == len(steps)
+    for screen, step in zip(screens, steps, strict=True):
+        text = screen.split("\n  [")[0]  # the words, without the keys under them
+        assert text.count("Press ") + text.count("I'll ") == 1, text
+        if step.seconds:
+            assert "Press" not in text and "I'll tell you when the time is up." in text
+
+
+def test_a_restart_shows_the_session_without_the_welcome_above_its_keys(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    run_in_process(knowledge, tmp_path, f"/session\n2\n{SAFETY_NOS}n\nn\n", speed=1)
+    output = run_in_process(knowledge, tmp_path, "", speed=1)
+    assert output.startswith("== Step 2 of 9")
+    assert "Back massage helper" not in output and "Ask a question" not in output
+    assert output.rstrip().endswith("[h] 🙌 Hands-free: on")  # the session's own keys last
+
+
+def test_the_equipment_checklist_is_one_compact_list_with_ticks_and_done(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    items = knowledge.topics["equipment"].checklist
+    output = run_in_process(knowledge, tmp_path, "/equipment\n1\ndone\n", speed=1)
+    lists = blocks_titled(output, "What to get ready")
+    assert len(lists) == 3  # the list, the list after the tick, and the list closed
+    first, ticked, closed = lists
+    assert "Tap" not in output
+    for item in items:  # once each, whole, on its own line with its box
+        assert first.count(item) == 1 and f"☐ {item}\n" in first
+    assert f"[1] ☑ {items[0]}\n" in ticked and f"1 of {len(items)} ready" in ticked
+    assert ticked.count(items[1]) == 1
+    assert "[d] ✔️ Done" in first
+    assert f"1 of {len(items)} ready. Still to get:" in closed
+    assert items[0] not in closed and f"☐ {items[1]}" in closed
