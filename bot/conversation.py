@@ -93,7 +93,8 @@ HELP = (
     "• /topics: browse everything I know\n"
     "• /settings: hands-free mode (steps move on by themselves)\n"
     "• /stop: stop the current session\n\n"
-    "During a session you can also type next, back, repeat, pause, resume or stop."
+    "During a session you can also type next, back, repeat, pause, resume, skip or stop, "
+    "or any button's word (\"start\", \"done\")."
 )
 
 FALLBACK = (
