@@ -125,6 +125,12 @@ class TerminalChat:
                 self.out.write(f"Pick a number from 1 to {len(self.choices)}:\n")
                 self.out.write(choice_list(self.choices) + "\n\n")
             return True
+        keys = [button for button in self.offered if button.key]
+        if number is not None and keys:
+            # A number where only keys are offered (a step): those keys again, not a guess.
+            self.out.write("Nothing here has a number. Type a key:\n")
+            self.out.write("  " + "   ".join(f"[{b.key}] {b.label}" for b in keys) + "\n\n")
+            return True
         if text.startswith("/"):
             command, _, args = text[1:].partition(" ")
             self.show(self.conversation.handle_command(self.chat_id, command, args))

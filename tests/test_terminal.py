@@ -392,3 +392,12 @@ def test_the_equipment_checklist_is_one_compact_list_with_ticks_and_done(
     assert "[d] ✔️ Done" in first
     assert f"1 of {len(items)} ready. Still to get:" in closed
     assert items[0] not in closed and f"☐ {items[1]}" in closed
+
+
+def test_a_number_on_a_step_gets_its_keys_again_not_a_guess(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    output = run_in_process(knowledge, tmp_path, f"/session\n2\n{SAFETY_NOS}n\n2\n", speed=1)
+    after = output.partition("Nothing here has a number. Type a key:\n")[2]
+    assert after.startswith("  [b] ⬅️ Back   [n] Next ➡️   [r] 🔁 Repeat")
+    assert "Did you mean" not in output and "can't help" not in output
