@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: chat test bot check eval fit bench lint clean
+.PHONY: chat test bot check eval fit bench lint readme clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench: $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
+
+# The README's terminal transcript, from the real chat (tests/test_readme.py checks it).
+readme: $(STAMP)
+	$(BIN)/python tests/readme_transcript.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -7,20 +7,23 @@ import contextlib
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 import yaml
 
-from bot.clock import ScaledClock, SystemClock
+from bot.clock import ScaledClock, carry_on
 from bot.knowledge import KnowledgeBase, KnowledgeError, check_knowledge, load_knowledge
 from bot.matcher import Match, Matcher, cached_text_words
-from bot.settings import EXIT_CONFIG, Settings, SettingsError, load_settings
-from bot.store import StoreError
+from bot.settings import EXIT_CONFIG, SETTING_HELP, Settings, SettingsError, load_settings
+from bot.store import Store, StoreError
 
 TERMINAL_DATABASE = "terminal.sqlite3"
 TERMINAL_HISTORY = "terminal-history"
+# The terminal chat's clock anchor, kept with its sessions (bot/clock.py: carry_on).
+CLOCK_PREFERENCE = "clock"
 
 
 def _knowledge_dir(args: argparse.Namespace, settings: Settings) -> Path:
@@ -143,7 +146,6 @@ def cmd_misses(args: argparse.Namespace, settings: Settings, knowledge: Knowledg
 
     from bot.misses import log_day
     from bot.misses_report import FORMATS, Report, cluster, fit_similarity
-    from bot.store import Store
 
     if args.since is not None and args.since < 1:
         print("massage-bot misses: --since must be at least 1 day", file=sys.stderr)
@@ -175,17 +177,16 @@ def cmd_misses(args: argparse.Namespace, settings: Settings, knowledge: Knowledg
 def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeBase) -> int:
     from bot.conversation import Conversation
     from bot.misses import MissesPolicy
-    from bot.store import Store
-    from bot.terminal import TerminalChat, run_chat
+    from bot.terminal import TERMINAL_CHAT_ID, TerminalChat, run_chat
 
     interactive = sys.stdin.isatty()
-    clock = ScaledClock(speed=args.speed) if args.speed != 1 else SystemClock()
     # The terminal keeps its own database so it never touches the Telegram bot's chats.
     store = Store.open(settings.data_dir / TERMINAL_DATABASE)
     history = settings.data_dir / TERMINAL_HISTORY
     if interactive:
         _load_history(history)
     try:
+        clock = terminal_clock(store, TERMINAL_CHAT_ID, args.speed)
         conversation = Conversation(
             knowledge=knowledge, matcher=Matcher(knowledge), store=store, clock=clock,
             misses_policy=MissesPolicy.from_settings(settings, "terminal"),
@@ -197,6 +198,21 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeB
         store.close()
         if interactive:
             _save_history(history)
+
+
+def terminal_clock(store: Store, chat_id: int, speed: float) -> ScaledClock:
+    """The chat's clock at `speed` (--speed), saved with its sessions.
+
+    A saved session's times are in the clock of the run that saved it; with --speed that
+    clock runs ahead of the wall, so each run carries on from the last one's, at its own
+    speed, and the session's deadlines and "Time taken" stay true. With no session saved
+    the clock starts again from the wall time.
+    """
+    saved = store.preference(chat_id, CLOCK_PREFERENCE)
+    resumed = store.load_session(chat_id) is not None
+    clock = carry_on(saved if resumed else None, speed)
+    store.set_preference(chat_id, CLOCK_PREFERENCE, clock.anchor())
+    return clock
 
 
 def _load_history(path: Path) -> None:
@@ -233,31 +249,97 @@ def cmd_run(settings: Settings) -> int:
     return run_bot(settings)
 
 
+# The settings each command reads, for its --help (all come from the environment or .env).
+CHAT_SETTINGS = ("DATA_DIR", "KNOWLEDGE_DIR", "MISSES_LOG", "MISSES_KEEP_DAYS")
+RUN_SETTINGS = tuple(SETTING_HELP)  # all of them (bot/settings.py: BOT_ONLY are run's alone)
+KNOWLEDGE_ONLY = ("KNOWLEDGE_DIR",)
+MISSES_SETTINGS = ("DATA_DIR", "KNOWLEDGE_DIR")
+
+
+HELP_WIDTH = 79
+
+
+def settings_epilog(names: Sequence[str], before: str = "") -> str:
+    """The end of a command's --help: the settings it reads and what each does."""
+    width = max(len(name) for name in names)
+    indent = " " * (width + 4)
+    lines = [
+        textwrap.fill(f"  {name:<{width}}  {SETTING_HELP[name]}", HELP_WIDTH,
+                      subsequent_indent=indent)
+        for name in names
+    ]
+    heading = textwrap.fill(
+        "settings read (from the environment, or from .env in the current directory; the "
+        "environment wins):", HELP_WIDTH,
+    )
+    return (textwrap.fill(before, HELP_WIDTH) + "\n\n" if before else "") + (
+        heading + "\n" + "\n".join(lines)
+    )
+
+
+def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str,
+             description: str, settings: Sequence[str], before: str = ""
+             ) -> argparse.ArgumentParser:
+    # Raw, so the settings stay a table; the prose is wrapped here instead.
+    return sub.add_parser(
+        name, help=help, description=textwrap.fill(description, HELP_WIDTH),
+        epilog=settings_epilog(settings, before),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="massage-bot",
         description="A back massage assistant: terminal chat, Telegram bot and tools.",
     )
     sub = parser.add_subparsers(dest="command")
-    chat = sub.add_parser("chat", help="chat in the terminal (default; no token needed)")
-    chat.add_argument("--kb", help="knowledge base directory")
-    chat.add_argument(
-        "--speed", type=float, default=1.0,
-        help="run session timers this many times faster (to try a session quickly)",
+    chat = _command(
+        sub, "chat", "chat in the terminal (default; no token needed)",
+        "The assistant in the terminal: ask questions, or type /session for a guided session "
+        "with timers. Progress is kept in DATA_DIR/terminal.sqlite3, so quitting (or a crash) "
+        "loses nothing.", CHAT_SETTINGS,
     )
-    sub.add_parser("run", help="run the Telegram bot (needs TELEGRAM_BOT_TOKEN)")
-    ask = sub.add_parser("ask", help="answer one question, or JSON lines from stdin")
-    ask.add_argument("question", nargs="*")
-    ask.add_argument("--json", action="store_true", help="print the match as JSON")
-    ask.add_argument("--kb", help="knowledge base directory")
-    check = sub.add_parser("check", help="validate the knowledge base")
-    check.add_argument("dir", nargs="?", help="knowledge base directory")
-    evaluation = sub.add_parser(
-        "eval",
-        help="score the matcher on a questions file, or cross-validate it on the knowledge base",
-        description="Score the matcher. With FILE (a YAML list of {q, expect, style}), on those "
+    chat.add_argument("--kb", metavar="DIR", help="knowledge base directory (instead of "
+                      "KNOWLEDGE_DIR)")
+    chat.add_argument(
+        "--speed", type=float, default=1.0, metavar="N",
+        help="run session timers N times faster, to try a session quickly (a 4-minute step "
+        "takes 4 s at 60); a session saved at one speed carries on in step at another",
+    )
+    _command(
+        sub, "run", "run the Telegram bot (needs TELEGRAM_BOT_TOKEN)",
+        "Run the Telegram bot until SIGINT or SIGTERM: long polling, or a webhook server when "
+        "WEBHOOK_URL is set. It takes no arguments; everything is a setting.", RUN_SETTINGS,
+        "exit codes: 0 stopped; 78 a setting, the token, the knowledge base or the store is "
+        "wrong (will not heal, so the service unit does not restart it); 1 the Bot API could "
+        "not be reached (may heal).",
+    )
+    ask = _command(
+        sub, "ask", "answer one question, or JSON lines from stdin",
+        "Answer one question as the chat would, or with --json print how the matcher decided; "
+        "with --json and no question, read one question a line from stdin and print one JSON "
+        "object a line.", KNOWLEDGE_ONLY,
+    )
+    ask.add_argument("question", nargs="*", help="the question, e.g. how do i do petrissage")
+    ask.add_argument("--json", action="store_true",
+                     help="print the match as JSON: decision, topic and the best 3 candidates")
+    ask.add_argument("--kb", metavar="DIR",
+                     help="knowledge base directory (instead of KNOWLEDGE_DIR)")
+    check = _command(
+        sub, "check", "validate the knowledge base",
+        "Validate the knowledge base: exit 0 when clean, 1 with each problem on a line.",
+        KNOWLEDGE_ONLY,
+    )
+    check.add_argument("dir", nargs="?", help="knowledge base directory (default: "
+                       "KNOWLEDGE_DIR)")
+    evaluation = _command(
+        sub, "eval",
+        "score the matcher on a questions file, or cross-validate it on the knowledge base",
+        "Score the matcher. With FILE (a YAML list of {q, expect, style}), on those "
         "questions; with --cross-validate, on the knowledge base's own aliases, questions and "
-        "out-of-scope phrasings, each asked with the index rebuilt without it.",
+        "out-of-scope phrasings, each asked with the index rebuilt without it. Exit 1 when a "
+        "--min-direct, --max-wrong or --max-oos target is missed.", KNOWLEDGE_ONLY,
     )
     evaluation.add_argument("file", nargs="?", help="questions file, e.g. questions-dev.yaml")
     evaluation.add_argument("--cross-validate", action="store_true",
@@ -271,15 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
                             help="exit 1 if wrong answers are above PCT")
     evaluation.add_argument("--max-oos", type=float, metavar="PCT",
                             help="exit 1 if out-of-scope questions answered are above PCT")
-    evaluation.add_argument("--kb", help="knowledge base directory")
-    misses = sub.add_parser(
-        "misses",
-        help="what people asked and didn't get, grouped, for the knowledge base's author",
-        description="The misses log (messages that got a did-you-mean or a fallback, answers "
+    evaluation.add_argument("--kb", metavar="DIR",
+                            help="knowledge base directory (instead of KNOWLEDGE_DIR)")
+    misses = _command(
+        sub, "misses",
+        "what people asked and didn't get, grouped, for the knowledge base's author",
+        "The misses log (messages that got a did-you-mean or a fallback, answers "
         "marked not what was asked) grouped into clusters of similar messages, biggest first: "
         "how many, examples, what was offered, what people picked, and what the knowledge base "
         "does with them now. --format yaml writes evaluation entries {q, expect, style} to "
-        "label and review into knowledge/examples/.",
+        "label and review into knowledge/examples/.", MISSES_SETTINGS,
     )
     misses.add_argument("--since", type=int, metavar="DAYS",
                         help="only the last DAYS days (default: the whole log)")
@@ -287,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     misses.add_argument("--db", action="append", metavar="FILE",
                         help="a database to read (repeatable; default: the bot's and the "
                         "terminal chat's in DATA_DIR)")
-    misses.add_argument("--kb", help="knowledge base directory")
+    misses.add_argument("--kb", metavar="DIR",
+                        help="knowledge base directory (instead of KNOWLEDGE_DIR)")
     return parser
 
 
@@ -296,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(arguments or ["chat"])  # the chat is the default
     command = args.command
     try:
-        settings = load_settings()
+        settings = load_settings(bot=command == "run")
         if command == "check":
             return cmd_check(args, settings)
         if command == "run":

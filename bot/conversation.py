@@ -102,7 +102,8 @@ FALLBACK = (
     "and a bedside back rub: techniques, what to get ready, positioning, safety, and guided "
     "sessions.\n\n"
     "If you're worried about pain or a health problem, please ask a doctor, nurse or "
-    "physiotherapist."
+    "physiotherapist. If someone has chest pain, can't breathe or has collapsed, stop and "
+    "call 999 now."
 )
 
 ASK_PROMPT = (

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 DEFAULT_BASE_FILE_URL = "https://api.telegram.org/file/bot"
@@ -24,6 +25,26 @@ PACKAGE_KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 # settings, a broken knowledge base or store). A supervisor should not restart on it
 # (deploy/massage-bot.service: RestartPreventExitStatus).
 EXIT_CONFIG = 78
+
+
+# What each setting does, for `massage-bot COMMAND --help` (bot/cli.py lists those it reads).
+SETTING_HELP = {
+    "TELEGRAM_BOT_TOKEN": "the bot's token from @BotFather (never logged or shown)",
+    "TELEGRAM_BASE_URL": f"the Bot API's address (default {DEFAULT_BASE_URL})",
+    "TELEGRAM_BASE_FILE_URL": f"the Bot API's file address (default {DEFAULT_BASE_FILE_URL})",
+    "DATA_DIR": "where the store lives (default $XDG_DATA_HOME/massage-bot, or "
+                "~/.local/share/massage-bot when XDG_DATA_HOME is not set)",
+    "KNOWLEDGE_DIR": "the knowledge base directory (default: the project's knowledge/)",
+    "LOG_LEVEL": f"{', '.join(LOG_LEVELS)} (default INFO)",
+    "ADMIN_IDS": "Telegram user ids, comma-separated, who may use /reload",
+    "WEBHOOK_URL": "the public https:// address: webhook mode instead of long polling",
+    "WEBHOOK_SECRET": "the secret Telegram sends with each webhook call (with WEBHOOK_URL)",
+    "WEBHOOK_LISTEN": "the address the webhook server listens on (default 127.0.0.1)",
+    "WEBHOOK_PORT": "its port (default 8443)",
+    "WEBHOOK_PATH": "its path (default telegram)",
+    "MISSES_LOG": "on (default) or off: keep unanswered questions for `massage-bot misses`",
+    "MISSES_KEEP_DAYS": f"days the misses log is kept (default {DEFAULT_MISSES_KEEP_DAYS})",
+}
 
 
 class SettingsError(Exception):
@@ -103,11 +124,42 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         raise SettingsError(f"{key} must be a whole number, not {raw!r}") from None
 
 
+def _url(env: Mapping[str, str], key: str, default: str, schemes: tuple[str, ...],
+         hint: str) -> str:
+    """A URL setting, checked here so a typo fails at once instead of being retried.
+
+    The value is never echoed: a base URL pasted with the token in it must not show it.
+    """
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in schemes or not parts.hostname:
+        wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise SettingsError(f"{key} must be a URL starting with {wanted} and a host ({hint})")
+    return raw
+
+
+# Read only by `massage-bot run`; other commands leave them out, so a slip in the bot's part
+# of .env never stops the terminal chat or the author's tools.
+BOT_ONLY = frozenset(
+    name for name in SETTING_HELP if name.startswith(("TELEGRAM_", "WEBHOOK_"))
+) | {"ADMIN_IDS", "LOG_LEVEL"}
+
+
 def load_settings(
-    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")
+    environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env"),
+    bot: bool = True,
 ) -> Settings:
+    """The settings; with `bot` False, those only the Telegram bot reads keep their defaults."""
     env: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
     env.update(os.environ if environ is None else environ)
+    if not bot:
+        env = {key: value for key, value in env.items() if key not in BOT_ONLY}
 
     level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if level not in LOG_LEVELS:
@@ -121,7 +173,13 @@ def load_settings(
                 raise SettingsError(
                     f"ADMIN_IDS must be Telegram user ids separated by commas, not {part!r}"
                 ) from None
-    webhook_url = env.get("WEBHOOK_URL", "").strip()
+    # Telegram sends webhooks only to https; a local Bot API server may well be plain http.
+    webhook_url = _url(env, "WEBHOOK_URL", "", ("https",),
+                       "Telegram sends webhooks only over https")
+    base_url = _url(env, "TELEGRAM_BASE_URL", DEFAULT_BASE_URL, ("https", "http"),
+                    f"or leave it out for {DEFAULT_BASE_URL}")
+    base_file_url = _url(env, "TELEGRAM_BASE_FILE_URL", DEFAULT_BASE_FILE_URL,
+                         ("https", "http"), f"or leave it out for {DEFAULT_BASE_FILE_URL}")
     webhook_secret = env.get("WEBHOOK_SECRET", "").strip()
     if webhook_url and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", webhook_secret):
         raise SettingsError(
@@ -135,8 +193,8 @@ def load_settings(
         raise SettingsError(f"MISSES_KEEP_DAYS must be at least 1, not {keep_days}")
     return Settings(
         token=env.get("TELEGRAM_BOT_TOKEN", "").strip(),
-        base_url=env.get("TELEGRAM_BASE_URL", "").strip() or DEFAULT_BASE_URL,
-        base_file_url=env.get("TELEGRAM_BASE_FILE_URL", "").strip() or DEFAULT_BASE_FILE_URL,
+        base_url=base_url,
+        base_file_url=base_file_url,
         data_dir=Path(env.get("DATA_DIR", "").strip() or default_data_dir(env)).expanduser(),
         knowledge_dir=Path(env.get("KNOWLEDGE_DIR", "").strip() or PACKAGE_KNOWLEDGE_DIR),
         log_level=level,

@@ -11,7 +11,8 @@ How it copes when Telegram or the network fails
 
 - Start-up. PTB gives up on the first network fault. `serve` keeps trying `getMe` through
   network faults and 5xx, with capped exponential backoff (`TelegramOptions.startup_retry`),
-  one WARNING line per retry; what will not heal ends it at once with one line on stderr: a
+  one INFO line per retry as it is decided ("retrying in 4 s (attempt 3, no limit)"), and
+  SIGTERM ends the wait at once; what will not heal ends it at once with one line on stderr: a
   token Telegram rejects (401), a base URL that is not the Bot API (404, or not JSON), a
   webhook Telegram refuses. No line carries the token or a proxy's HTML page.
 - Sending. Handlers and timers return as soon as their messages are stored; the outbox
@@ -926,15 +927,21 @@ def will_not_heal(error: TelegramError, where: str, doing: str) -> StartupFailed
     return None
 
 
+class StartupStopped(Exception):
+    """SIGINT or SIGTERM came while start-up was waiting to try again: end quietly."""
+
+
 async def with_startup_retries(
     action: Callable[[], Awaitable[Any]], backoff: Backoff, where: str, doing: str,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Run a start-up call, retried with backoff through network faults, 5xx and 429;
     StartupFailed (one line, no secrets) for what will not heal or when retries run out.
 
-    PTB has retries of its own for start-up, but it logs a traceback when they run out; the
-    operator should get one line instead.
+    Each retry is logged at INFO as it is decided, so an operator watching a slow start sees
+    why. A `stop` set while waiting ends the wait at once (StartupStopped): a supervisor's
+    SIGTERM must not sit behind a minute's backoff. PTB has retries of its own for start-up,
+    but it logs a traceback when they run out; the operator should get one line instead.
     """
     delays = backoff.delays()
     attempt = 0
@@ -953,11 +960,18 @@ async def with_startup_retries(
                     f"cannot reach the Telegram Bot API at {where} to {doing} after "
                     f"{attempt} attempts: {describe(error)}", heals=True,
                 ) from None
-            log.warning(
-                "start-up: cannot %s at %s (attempt %d: %s); trying again in %.3g s",
-                doing, where, attempt, describe(error), delay,
+            of = ", no limit" if backoff.attempts is None else f" of {backoff.attempts}"
+            log.info(
+                "start-up: cannot %s at %s (%s); retrying in %.3g s (attempt %d%s)",
+                doing, where, describe(error), delay, attempt + 1, of,
             )
-            await sleep(delay)
+            if stop is None:
+                await asyncio.sleep(delay)
+                continue
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                raise StartupStopped from None
 
 
 async def prepare_webhook(
@@ -965,6 +979,7 @@ async def prepare_webhook(
     settings: Settings,
     options: TelegramOptions,
     where: str,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Set the webhook, or delete it for polling, with our retries and one-line failures.
 
@@ -979,10 +994,12 @@ async def prepare_webhook(
                 secret_token=settings.webhook_secret,
                 allowed_updates=ALLOWED_UPDATES,
             ),
-            retry, where, f"set the webhook to {settings.webhook_url}",
+            retry, where, f"set the webhook to {settings.webhook_url}", stop,
         )
     else:
-        await with_startup_retries(app.bot.delete_webhook, retry, where, "delete the webhook")
+        await with_startup_retries(
+            app.bot.delete_webhook, retry, where, "delete the webhook", stop
+        )
 
 
 async def serve(
@@ -994,7 +1011,10 @@ async def serve(
     """Start the application, run until `stop` is set, then shut down in order."""
     where = urlsplit(settings.base_url).netloc or settings.base_url
     try:
-        await with_startup_retries(app.initialize, options.startup_retry, where, "start")
+        await with_startup_retries(app.initialize, options.startup_retry, where, "start", stop)
+    except StartupStopped:
+        await app.bot.request.shutdown()
+        return
     except BaseException:
         # Nothing started, but the HTTP client may hold a connection open.
         await app.bot.request.shutdown()
@@ -1006,7 +1026,10 @@ async def serve(
     bootstrap_retries = -1 if attempts is None else attempts - 1
     initialised = False
     try:
-        await prepare_webhook(app, settings, options, where)
+        try:
+            await prepare_webhook(app, settings, options, where, stop)
+        except StartupStopped:
+            return  # the finally below shuts down what initialize started
         if app.post_init is not None:
             await app.post_init(app)
         initialised = True

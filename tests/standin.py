@@ -645,6 +645,9 @@ class StandIn:
     async def _api_setwebhook(self, params: dict[str, Any]) -> Any:
         if not str(params.get("url", "")).startswith("https://"):
             raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+        if (urlsplit(str(params["url"])).port or 443) not in (80, 88, 443, 8443):
+            raise bad_request("bad webhook: Webhook can be set up only on ports 80, 88, 443 "
+                              "or 8443")
         self.webhook = dict(params)
         return True
 

@@ -6,7 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
+from standin import TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SET = ROOT.parent / "shared" / "eval" / "questions-dev.yaml"
@@ -156,3 +160,79 @@ def test_run_with_a_malformed_setting_fails_at_once_without_restart(tmp_path: Pa
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("massage-bot: LOG_LEVEL must be one of DEBUG, INFO")
     assert "LOUD" in line
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("TELEGRAM_BASE_URL", "notaurl"),
+        ("TELEGRAM_BASE_FILE_URL", "files.example/bot"),
+        ("WEBHOOK_URL", "http://bot.example/hook"),  # Telegram requires https
+    ],
+)
+def test_run_with_a_malformed_url_fails_at_once_naming_it(
+    tmp_path: Path, setting: str, value: str
+) -> None:
+    started = time.monotonic()
+    done = massage_bot("run", env={
+        "TELEGRAM_BOT_TOKEN": TOKEN, setting: value, "WEBHOOK_SECRET": "abc_123",
+        "DATA_DIR": str(tmp_path), "LOG_LEVEL": "DEBUG",
+    }, cwd=tmp_path)
+    assert time.monotonic() - started < 20  # no retries: a Python start-up, no network
+    assert done.returncode == 78
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"massage-bot: {setting} must be a URL starting with https://")
+    assert done.stdout == ""
+    assert TOKEN.split(":")[1] not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "arguments", "settings", "not_read"),
+    [
+        ("run", ["exit codes: 0 stopped; 78"],
+         ["TELEGRAM_BOT_TOKEN", "TELEGRAM_BASE_URL", "WEBHOOK_URL", "DATA_DIR", "LOG_LEVEL",
+          "ADMIN_IDS", "MISSES_LOG"], []),
+        ("ask", ["question ", "--json", "--kb DIR"], ["KNOWLEDGE_DIR"],
+         ["TELEGRAM_BOT_TOKEN", "DATA_DIR"]),
+        ("eval", ["file ", "--cross-validate", "--folds K", "--min-direct PCT", "--max-wrong PCT",
+                  "--max-oos PCT", "--json", "--kb DIR"], ["KNOWLEDGE_DIR"],
+         ["TELEGRAM_BOT_TOKEN", "DATA_DIR"]),
+        ("chat", ["--speed N", "--kb DIR"], ["DATA_DIR", "KNOWLEDGE_DIR", "MISSES_LOG"],
+         ["TELEGRAM_BOT_TOKEN"]),
+    ],
+)
+def test_help_describes_the_arguments_and_the_settings_read(
+    command: str, arguments: list[str], settings: list[str], not_read: list[str]
+) -> None:
+    done = massage_bot(command, "--help", env={"TELEGRAM_BOT_TOKEN": TOKEN})
+    assert done.returncode == 0 and done.stderr == ""
+    text = done.stdout
+    head, _, read = text.partition("settings read (from the environment, or from .env")
+    assert read, text
+    for argument in arguments:
+        assert argument in head, argument
+    for line in head.splitlines():
+        if line.startswith("  -") or line.startswith("  question") or line.startswith("  file"):
+            assert len(line.split(None, 1)) == 2 or "--help" in line, line  # each described
+    for name in settings:
+        assert f"\n  {name} " in read, name
+    for name in not_read:
+        assert name not in read, name
+    assert TOKEN.split(":")[1] not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_the_bots_settings_never_stop_the_chat_or_ask(tmp_path: Path) -> None:
+    # A slip in the Telegram part of .env is for `run` to report; the terminal chat and the
+    # author's tools do not read it.
+    (tmp_path / ".env").write_text(
+        "TELEGRAM_BASE_URL=notaurl\nWEBHOOK_URL=http://bot.example/hook\nLOG_LEVEL=loud\n"
+    )
+    env = {"DATA_DIR": str(tmp_path / "data")}
+    asked = massage_bot("ask", "what is effleurage", env=env, cwd=tmp_path)
+    assert asked.returncode == 0 and asked.stdout.startswith("== Effleurage"), asked.stderr
+    chatted = massage_bot("chat", stdin="what is effleurage\n", env=env, cwd=tmp_path)
+    assert chatted.returncode == 0 and "== Effleurage" in chatted.stdout, chatted.stderr
+    ran = massage_bot("run", env=env, cwd=tmp_path)
+    assert ran.returncode == 78
+    assert ran.stderr.startswith("massage-bot: LOG_LEVEL must be one of")

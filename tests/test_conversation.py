@@ -87,6 +87,20 @@ def test_out_of_scope_gets_the_polite_fallback(conversation: Conversation) -> No
         assert "doctor" in text
 
 
+def test_an_emergency_mid_massage_is_told_to_call_999_before_anything_else(
+    conversation: Conversation,
+) -> None:
+    # Someone whose partner has chest pain reads the first lines, not a list of conditions.
+    for message in ("he went grey and has a tight chest while i was doing his back",
+                    "she suddenly can't catch her breath during the back rub"):
+        [reply] = conversation.handle_text(CHAT, message).replies
+        first_paragraph = reply.text.split("\n\n")[0]
+        assert "Stop" in first_paragraph and "999" in first_paragraph, (message, reply.title)
+    # Even a message the bot cannot place ends with what to do in an emergency.
+    [reply] = conversation.handle_text(CHAT, "he looks awful and went all floppy").replies
+    assert reply.text.endswith("call 999 now.")
+
+
 def test_unsure_question_offers_did_you_mean(conversation: Conversation) -> None:
     clarify = next(
         (

@@ -42,6 +42,13 @@ def test_dotenv_is_read_and_the_environment_wins(tmp_path: Path) -> None:
         ({"MISSES_LOG": "sometimes"}, "MISSES_LOG must be on or off"),
         ({"MISSES_KEEP_DAYS": "a week"}, "MISSES_KEEP_DAYS must be a whole number"),
         ({"MISSES_KEEP_DAYS": "0"}, "MISSES_KEEP_DAYS must be at least 1"),
+        ({"TELEGRAM_BASE_URL": "notaurl"}, "TELEGRAM_BASE_URL must be a URL starting with"),
+        ({"TELEGRAM_BASE_URL": "api.telegram.org/bot"}, "TELEGRAM_BASE_URL must be a URL"),
+        ({"TELEGRAM_BASE_URL": "http://127.0.0.1:port/bot"}, "TELEGRAM_BASE_URL must be a URL"),
+        ({"TELEGRAM_BASE_FILE_URL": "ftp://x.example/file"}, "TELEGRAM_BASE_FILE_URL must be"),
+        ({"WEBHOOK_URL": "http://x.example/hook", "WEBHOOK_SECRET": "abc"},
+         "WEBHOOK_URL must be a URL starting with https:// and a host (Telegram sends webhooks "
+         "only over https)"),
     ],
 )
 def test_malformed_settings_give_one_clear_line(env: dict[str, str], message: str) -> None:
@@ -70,3 +77,8 @@ def test_the_misses_log_is_on_for_ninety_days_unless_set() -> None:
     assert (default.misses_log, default.misses_keep_days) == (True, 90)
     off = load_settings({"MISSES_LOG": "OFF", "MISSES_KEEP_DAYS": "30"}, dotenv=None)
     assert (off.misses_log, off.misses_keep_days) == (False, 30)
+
+
+def test_a_local_bot_api_server_may_be_plain_http() -> None:
+    settings = load_settings({"TELEGRAM_BASE_URL": "http://127.0.0.1:8081/bot"}, dotenv=None)
+    assert settings.base_url == "http://127.0.0.1:8081/bot"

@@ -396,8 +396,9 @@ async def test_6_start_up_waits_out_a_run_of_502_pages_saying_each_retry_in_one_
         await running.close()
     retries = [r for r in caplog.records if r.getMessage().startswith("start-up:")]
     assert len(retries) == 8
-    assert all(r.levelno == logging.WARNING and "Bad Gateway (502)" in r.getMessage()
+    assert all(r.levelno == logging.INFO and "Bad Gateway (502)" in r.getMessage()
                for r in retries)
+    assert retries[-1].getMessage().endswith("(attempt 9, no limit)")
     assert "<html" not in caplog.text.lower() and "nginx" not in caplog.text
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 

@@ -413,11 +413,39 @@ def test_an_unreachable_api_ends_with_one_line_after_retries(
     err = capfd.readouterr().err
     assert code == EXIT_FAILURE  # may heal: a supervisor may try again
     *retries, last = err.rstrip("\n").split("\n")
-    assert len(retries) == 2 and all(" WARNING " in line for line in retries), err
+    assert len(retries) == 2 and all(" INFO " in line for line in retries), err
     assert "start-up: cannot start at 127.0.0.1" in retries[0]
+    assert retries[0].endswith("retrying in 0.02 s (attempt 2 of 3)"), retries[0]
+    assert retries[1].endswith("retrying in 0.04 s (attempt 3 of 3)"), retries[1]
     assert last.startswith("massage-bot: cannot reach the Telegram Bot API at 127.0.0.1")
     assert "after 3 attempts" in last
     assert SECRET_PART not in err and "Traceback" not in err
+
+
+async def test_start_up_retries_are_told_as_they_happen_and_sigterm_ends_them(
+    tmp_path: Path,
+) -> None:
+    # Production's retries (no limit, waits up to a minute) against a closed port: each
+    # retry is one INFO line when it is decided, and a supervisor's SIGTERM is obeyed at once
+    # rather than after the wait.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", RUN_BOT, cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        env=bot_env(TELEGRAM_BOT_TOKEN=TOKEN, DATA_DIR=str(tmp_path),
+                    TELEGRAM_BASE_URL=f"http://127.0.0.1:{free_port()}/bot"),
+    )
+    assert process.stderr is not None
+    try:
+        first = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+        assert " INFO bot.telegram_app: start-up: cannot start at 127.0.0.1:" in first
+        assert first.rstrip().endswith("retrying in 1 s (attempt 2, no limit)"), first
+        process.terminate()
+        rest = (await asyncio.wait_for(process.stderr.read(), 10)).decode()
+        assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert "Traceback" not in rest and SECRET_PART not in first + rest
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -425,7 +453,7 @@ async def test_a_refused_webhook_ends_with_one_line(
     api: StandIn, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     settings = bot_settings(
-        api, tmp_path, LOG_LEVEL="INFO", WEBHOOK_URL="http://not-https.example/hook",
+        api, tmp_path, LOG_LEVEL="INFO", WEBHOOK_URL="https://bot.example:9999/hook",
         WEBHOOK_SECRET="abc_123", WEBHOOK_PORT=str(free_port()),
     )
     # In a worker thread, so the stand-in keeps serving on this loop.
@@ -433,8 +461,8 @@ async def test_a_refused_webhook_ends_with_one_line(
     err = capfd.readouterr().err
     assert code != 0
     assert err.count("\n") == 1, err
-    assert "refused to set the webhook to http://not-https.example/hook" in err
-    assert "https url must be provided" in err.lower() and "Traceback" not in err
+    assert "refused to set the webhook to https://bot.example:9999/hook" in err
+    assert "only on ports 80, 88, 443 or 8443" in err and "Traceback" not in err
 
 
 @pytest.mark.usefixtures("restore_logging")
