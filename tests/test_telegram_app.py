@@ -315,6 +315,9 @@ async def test_typed_button_words_press_the_buttons_in_telegram(ann: User) -> No
     for label in ("None of these", "No"):
         [screen] = await ann.press(screen, label)
     assert screen.text.startswith("Get ready")
+    [ticked] = await ann.press(screen, "towels")  # a tick edits the one checklist message
+    assert ticked.kind == "edit" and ticked.message_id == screen.message_id
+    assert re.search(r"\b1 of \d+ ready", ticked.text) and ticked.text.count("towels") <= 1
     [first] = await ann.say("start")  # "▶️ Ready, start"
     assert first.text.startswith("Step 1 of")
     [second] = await ann.say("n")  # the key of Next, as the terminal shows it
