@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.checklist import checklist_reply
+from bot.checklist import UNTICKED, checklist_reply, progress
 from bot.clock import Clock
 from bot.knowledge import (
     KIND_TITLES,
@@ -27,12 +27,21 @@ from bot.knowledge import (
 )
 from bot.matcher import Match, Matcher
 from bot.misses import MissesLog, MissesPolicy, privacy_line
-from bot.replies import Button, CancelTimer, Reply, Response, reply
+from bot.replies import (
+    Button,
+    CancelTimer,
+    Reply,
+    Response,
+    offered_buttons,
+    reply,
+    typed_button,
+)
 from bot.session import (
     SessionCommand,
     SessionEngine,
     SessionState,
     TimerPhase,
+    is_session_button,
     parse_command,
 )
 from bot.settings import Settings
@@ -51,6 +60,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 EQUIPMENT_LIST = "equipment"
+EQUIPMENT_TITLE = "What to get ready"
 RELOAD_PROBLEMS_SHOWN = 10
 HANDS_FREE_KEY = "hands_free"
 PICTURES_KEY = "pictures"
@@ -85,7 +95,8 @@ HELP = (
     "• /topics: browse everything I know\n"
     "• /settings: hands-free mode (steps move on by themselves) and pictures\n"
     "• /stop: stop the current session\n\n"
-    "During a session you can also type next, back, repeat, pause, resume or stop."
+    "During a session you can also type next, back, repeat, pause, resume, skip or stop, "
+    "or any button's word (\"start\", \"done\")."
 )
 
 FALLBACK = (
@@ -218,8 +229,8 @@ def _pictures_as_chosen(handler: _Handler) -> _Handler:
     """An entry point whose response leaves out pictures for a person who turned them off."""
 
     @functools.wraps(handler)
-    def handle(self: Conversation, chat_id: int, *args: Any) -> Response:
-        return self._as_chosen(chat_id, handler(self, chat_id, *args))
+    def handle(self: Conversation, chat_id: int, *args: Any, **kwargs: Any) -> Response:
+        return self._as_chosen(chat_id, handler(self, chat_id, *args, **kwargs))
 
     return handle  # type: ignore[return-value]
 
@@ -274,7 +285,9 @@ class Conversation:
         return reply(f"I don't know the command /{command}.\n\n{HELP}", buttons=MENU_BUTTONS)
 
     @_pictures_as_chosen
-    def handle_text(self, chat_id: int, text: str) -> Response:
+    def handle_text(self, chat_id: int, text: str, offered: Sequence[Button] = ()) -> Response:
+        """A typed message. `offered` are the buttons the front end showed last: a message
+        that names one of them (its key, its label, its label's main word) presses it."""
         text = text.strip()
         if not text:
             return reply(ASK_PROMPT)
@@ -283,6 +296,14 @@ class Conversation:
             command = parse_command(text)
             if command is not None:
                 return self._session_act(chat_id, state, self.engine.act(state, command))
+        button = self._typed_button(state, text, offered)
+        if button is not None:
+            response = self.handle_action(chat_id, button.action)
+            if (state is not None and not is_session_button(button)
+                    and not any(map(is_session_button, offered_buttons(response)))):
+                # Like a question mid-session: answered, and the session waits where it was.
+                response = response.then(self.engine.reminder(state))
+            return response
         if _START_SESSION.match(text):
             return self._session_picker(chat_id)
         # The matcher bounds its own work and keeps a long message's question sentences.
@@ -294,6 +315,28 @@ class Conversation:
             # A question mid-session is answered and the session waits where it was.
             response = response.then(self.engine.reminder(state))
         return response
+
+    def acts_on_session(self, chat_id: int, text: str, offered: Sequence[Button] = ()) -> bool:
+        """Whether typed `text` would act on the chat's running session (a group's front end
+        lets only its owner do that)."""
+        state = self._load_state(chat_id)
+        if state is None:
+            return False
+        if parse_command(text) is not None:
+            return True
+        button = self._typed_button(state, text, offered)
+        return button is not None and is_session_button(button)
+
+    def _typed_button(
+        self, state: SessionState | None, text: str, offered: Sequence[Button]
+    ) -> Button | None:
+        """The button `text` names: of the running session's screen as it is now, first,
+        then of what was shown last (its session buttons may be from an older screen)."""
+        if state is None:
+            return typed_button(text, offered)
+        screen = offered_buttons(self.engine.act(state, SessionCommand.REPEAT)[1])
+        others = [b for b in offered if not is_session_button(b)]
+        return typed_button(text, (*screen, *others))
 
     @_pictures_as_chosen
     def handle_action(self, chat_id: int, action: str) -> Response:
@@ -478,17 +521,35 @@ class Conversation:
             return topic_reply(topic, self.knowledge) if topic else reply(FALLBACK)
         ticked = self.store.ticked(chat_id, EQUIPMENT_LIST)
         checklist = checklist_reply(
-            "What to get ready",
+            EQUIPMENT_TITLE,
             items,
             ticked,
             tick_action=lambda index: f"ck:{index}",
-            extra_rows=((Button("Clear all ticks", "ck:clear"),),),
+            extra_rows=((Button("✔️ Done", "ck:done", key="d"),
+                         Button("Clear all ticks", "ck:clear")),),
+            intro="Tick off what you have ready.",
         )
         return Response(replies=(checklist,))
+
+    def _equipment_done(self, chat_id: int) -> Response:
+        """The list closed: how many are ready and what is still to get, and the main menu."""
+        topic = self.knowledge.topics.get("equipment")
+        items = topic.checklist if topic else ()
+        ticked = self.store.ticked(chat_id, EQUIPMENT_LIST)
+        missing = [item for index, item in enumerate(items) if index not in ticked]
+        if missing:
+            text = f"{progress(items, ticked)}. Still to get:\n" + "\n".join(
+                f"{UNTICKED} {item}" for item in missing
+            )
+        else:
+            text = "Everything is ready. Enjoy the massage!"
+        return reply(text, title=EQUIPMENT_TITLE, buttons=MENU_BUTTONS)
 
     def _tick(self, chat_id: int, arg: str) -> Response:
         topic = self.knowledge.topics.get("equipment")
         count = len(topic.checklist) if topic else 0
+        if arg == "done":
+            return self._equipment_done(chat_id)
         if arg == "clear":
             self.store.clear_ticks(chat_id, EQUIPMENT_LIST)
         elif arg.isdigit() and int(arg) < count:

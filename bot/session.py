@@ -84,10 +84,13 @@ from bot.knowledge import (
 )
 from bot.replies import ArmTimer, Button, CancelTimer, Reply, Response
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 # The "1 minute left" notice: only steps long enough that a minute is a useful warning get it.
 WARNING_BEFORE_END = 60.0
 WARNING_MIN_STEP_SECONDS = 120
+# Next with more than this share of a timed step's time still to go skips the step: the
+# summary counts it skipped, not done. Finishing a little early is still doing the step.
+SKIPPED_IF_LEFT_OVER = 0.5
 # A timer may fire a hair early (clock jitter, a sped-up clock); within this it counts as on time.
 EARLY_FIRE_TOLERANCE = 1.0
 RUN_ID_PATTERN = re.compile(r"^[0-9a-z]{1,12}$")
@@ -152,6 +155,7 @@ class SessionCommand(StrEnum):
     TICK = "tick"
     READY = "ready"
     NEXT = "next"
+    SKIP = "skip"  # Next, said as a skip: the step counts skipped
     BACK = "back"
     REPEAT = "rep"
     PAUSE = "pause"
@@ -160,6 +164,28 @@ class SessionCommand(StrEnum):
     CONTINUE = "go"  # "continue", "go on": Resume when paused, otherwise Next
     HANDS_FREE_ON = "hf1"
     HANDS_FREE_OFF = "hf0"
+
+
+# One key per action of the session's own, the same on every screen, for a keyboard front
+# end to show and take ("n" is Next on a step and Ready on the checklist: both move on).
+# The answers of the safety check, the conditions, variants and checklist items have none:
+# they are choices, numbered where a front end numbers them.
+SESSION_KEYS: dict[SessionCommand, str] = {
+    SessionCommand.NEXT: "n", SessionCommand.READY: "n", SessionCommand.BACK: "b",
+    SessionCommand.PAUSE: "p", SessionCommand.RESUME: "p", SessionCommand.STOP: "s",
+    SessionCommand.REPEAT: "r", SessionCommand.HANDS_FREE_ON: "h",
+    SessionCommand.HANDS_FREE_OFF: "h",
+}  # fmt: skip
+
+
+def is_session_button(button: Button) -> bool:
+    """True for a button of a guided session (its action is the engine's)."""
+    return button.action.startswith(ACTION_PREFIX + ":")
+
+
+def session_button(label: str, command: SessionCommand, action: str) -> Button:
+    """A session button, with its command's key if it has one."""
+    return Button(label, action, key=SESSION_KEYS.get(command, ""))
 
 
 @dataclass(frozen=True)
@@ -181,6 +207,9 @@ class SessionState:
     timer: TimerPhase = TimerPhase.NONE
     timer_seq: int = 0
     steps_done: int = 0  # steps moved on from, counted once each even after Back
+    # Of those, the ones moved on from early (Next with most of the time left, or "skip")
+    # and not done since; the summary counts them apart.
+    steps_skipped: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         # Checked here rather than in from_dict only, so an engine bug shows up at once too.
@@ -203,6 +232,8 @@ class SessionState:
             raise ValueError("variant is empty")
         if any(index < 0 for index in self.ticked):
             raise ValueError("ticked has a negative index")
+        if any(not 0 <= index < self.steps_done for index in self.steps_skipped):
+            raise ValueError("steps_skipped has a step that was not moved on from")
         if not math.isfinite(self.started_at):
             raise ValueError("started_at is not a finite number")
         if (self.paused_remaining is not None) != (self.timer is TimerPhase.PAUSED):
@@ -235,6 +266,7 @@ class SessionState:
             "timer": self.timer.value,
             "timer_seq": self.timer_seq,
             "steps_done": self.steps_done,
+            "steps_skipped": sorted(self.steps_skipped),
         }
 
     @classmethod
@@ -244,6 +276,8 @@ class SessionState:
             raise ValueError(f"session state must be a mapping, not {type(data).__name__}")
         if data.get("version") == 1:
             data = _from_version_1(data)
+        if data.get("version") == 2:
+            data = _from_version_2(data)
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"unknown session state version {data.get('version')!r}")
         keys = set(_STATE_KEYS)
@@ -251,9 +285,11 @@ class SessionState:
             missing = ", ".join(sorted(keys - set(data))) or "none"
             extra = ", ".join(sorted(str(key) for key in set(data) - keys)) or "none"
             raise ValueError(f"session state keys: missing {missing}; unexpected {extra}")
-        ticked, answers = data["ticked"], data["answers"]
+        ticked, answers, skipped = data["ticked"], data["answers"], data["steps_skipped"]
         if not isinstance(ticked, list):
             raise ValueError("ticked must be a list of item numbers")
+        if not isinstance(skipped, list):
+            raise ValueError("steps_skipped must be a list of step numbers")
         if not isinstance(answers, list) or not all(isinstance(a, bool) for a in answers):
             raise ValueError("answers must be a list of true or false")
         condition, variant = data["condition"], data["variant"]
@@ -273,13 +309,14 @@ class SessionState:
             timer=TimerPhase(_typed(data, "timer", str)),
             timer_seq=_typed(data, "timer_seq", int),
             steps_done=_typed(data, "steps_done", int),
+            steps_skipped=frozenset(_whole(step, "skipped step") for step in skipped),
         )
 
 
 _STATE_KEYS = (
     "version", "run_id", "session_id", "phase", "hands_free", "started_at", "condition",
     "answers", "variant", "ticked", "step_index", "step_started_at", "paused_remaining",
-    "timer", "timer_seq", "steps_done",
+    "timer", "timer_seq", "steps_done", "steps_skipped",
 )  # fmt: skip
 
 
@@ -290,8 +327,13 @@ def _from_version_1(data: Mapping[str, Any]) -> dict[str, Any]:
     again on its first screen. Checklist and steps carry on as they were, in no variant.
     """
     upgraded = {key: value for key, value in data.items() if key != "safety_index"}
-    upgraded.update(version=STATE_VERSION, condition=None, answers=[], variant=None)
+    upgraded.update(version=2, condition=None, answers=[], variant=None)
     return upgraded
+
+
+def _from_version_2(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A state saved before skipped steps were counted: none counts as skipped, as before."""
+    return {**data, "version": 3, "steps_skipped": []}
 
 
 def _whole(value: Any, name: str) -> int:
@@ -529,8 +571,14 @@ class SessionEngine:
             "A session is already running: continue it or stop it first.",
             buttons=(
                 (
-                    Button("▶️ Continue", make_action(SessionCommand.REPEAT, state.run_id, index)),
-                    Button("⏹ Stop", make_action(SessionCommand.STOP, state.run_id, index)),
+                    session_button(
+                        "▶️ Continue", SessionCommand.REPEAT,
+                        make_action(SessionCommand.REPEAT, state.run_id, index),
+                    ),
+                    session_button(
+                        "⏹ Stop", SessionCommand.STOP,
+                        make_action(SessionCommand.STOP, state.run_id, index),
+                    ),
                 ),
             ),
         )
@@ -666,7 +714,9 @@ class SessionEngine:
                 return state, self._note(state, "There's no such item on the checklist.")
             ticked = replace(state, ticked=state.ticked ^ {int(arg)})
             return ticked, self._show(ticked)
-        if command in (SessionCommand.READY, SessionCommand.NEXT, SessionCommand.CONTINUE):
+        if command in (
+            SessionCommand.READY, SessionCommand.NEXT, SessionCommand.SKIP, SessionCommand.CONTINUE
+        ):
             return self._enter_step(state, 0)
         if command is SessionCommand.BACK:
             return self._back_from_checklist(state)
@@ -696,8 +746,10 @@ class SessionEngine:
             command = (
                 SessionCommand.RESUME if state.timer is TimerPhase.PAUSED else SessionCommand.NEXT
             )
-        if command is SessionCommand.NEXT:
-            return self._advance(state)
+        if command in (SessionCommand.NEXT, SessionCommand.SKIP):
+            return self._advance(
+                state, skipped=command is SessionCommand.SKIP or self._cut_short(state)
+            )
         if command is SessionCommand.BACK:
             if state.step_index == 0:
                 return state, self._note(
@@ -795,11 +847,30 @@ class SessionEngine:
         up = replace(state, timer=TimerPhase.UP)
         return up, Response((self._time_up_reply(up, offline=False),))
 
+    def _cut_short(self, state: SessionState) -> bool:
+        """Whether moving on now leaves most of the step's time unused."""
+        seconds = self._step(state).seconds
+        left = self.remaining(state)
+        return bool(seconds) and left is not None and left > seconds * SKIPPED_IF_LEFT_OVER
+
     def _advance(
-        self, state: SessionState, before: Response | None = None
+        self, state: SessionState, before: Response | None = None, skipped: bool = False
     ) -> tuple[SessionState | None, Response]:
-        """Count the current step done and go to the next, or finish after the last."""
-        done = replace(state, steps_done=max(state.steps_done, state.step_index + 1))
+        """Count the current step done (or skipped) and go to the next, or finish after the last.
+
+        A step done once stays done if it is skipped on a second pass after Back; a skipped
+        one done properly later counts done.
+        """
+        index = state.step_index
+        if not skipped:
+            skips = state.steps_skipped - {index}
+        elif index >= state.steps_done:
+            skips = state.steps_skipped | {index}
+        else:
+            skips = state.steps_skipped
+        done = replace(
+            state, steps_done=max(state.steps_done, index + 1), steps_skipped=skips
+        )
         if done.step_index + 1 >= len(self.steps(done)):
             ended, summary = self._summary(done, stopped=False)
         else:
@@ -808,9 +879,11 @@ class SessionEngine:
 
     def _summary(self, state: SessionState, stopped: bool) -> tuple[None, Response]:
         session = self._session(state)
+        skipped = len(state.steps_skipped)
+        counted = f"Steps done: {state.steps_done - skipped} of {len(self.steps(state))}"
         lines = [
             self._title(state),
-            f"Steps done: {state.steps_done} of {len(self.steps(state))}",
+            f"{counted}, {skipped} skipped" if skipped else counted,
             f"Time taken: {format_duration(self.clock.now() - state.started_at)}",
         ]
         if state.steps_done and session.aftercare:
@@ -842,7 +915,8 @@ class SessionEngine:
     def _button(
         self, state: SessionState, label: str, command: SessionCommand, arg: str | None = None
     ) -> Button:
-        return Button(label, make_action(command, state.run_id, self._screen(state), arg))
+        action = make_action(command, state.run_id, self._screen(state), arg)
+        return session_button(label, command, action)
 
     def _show(self, state: SessionState, note: str = "") -> Response:
         """The current screen again, with `note` on top."""
@@ -1012,11 +1086,13 @@ class SessionEngine:
             else:
                 if left < step.seconds - 0.5:  # not fresh: Repeat or a reminder mid-step
                     timing += f" ({format_duration(left)} left)"
+                # While the time runs, one instruction: what happens when it is up (Next
+                # is on the screen for moving on early, and saying so would contradict it).
                 lines += [
                     timing,
                     "Hands-free: I'll move on when the time is up."
                     if state.hands_free
-                    else "Press Next when you're ready.",
+                    else "I'll tell you when the time is up.",
                 ]
         else:
             lines.append("Press Next when you're ready.")
@@ -1028,23 +1104,25 @@ class SessionEngine:
         )
 
     def _step_buttons(self, state: SessionState) -> tuple[tuple[Button, ...], ...]:
+        """The same rows on every step, timed or not: Pause or Resume, only where there is a
+        timer, comes last, so no other button moves when it comes and goes."""
         last = state.step_index + 1 == len(self.steps(state))
-        first_row = [self._button(state, "⬅️ Back", SessionCommand.BACK)]
-        if state.timer in ARMED:
-            first_row.append(self._button(state, "⏸ Pause", SessionCommand.PAUSE))
-        elif state.timer is TimerPhase.PAUSED:
-            first_row.append(self._button(state, "▶️ Resume", SessionCommand.RESUME))
-        first_row.append(
-            self._button(state, "✅ Finish" if last else "Next ➡️", SessionCommand.NEXT)
-        )
-        return (
-            tuple(first_row),
+        rows: list[tuple[Button, ...]] = [
+            (
+                self._button(state, "⬅️ Back", SessionCommand.BACK),
+                self._button(state, "✅ Finish" if last else "Next ➡️", SessionCommand.NEXT),
+            ),
             (
                 self._button(state, "🔁 Repeat", SessionCommand.REPEAT),
                 self._button(state, "⏹ Stop", SessionCommand.STOP),
             ),
             (self._hands_free_button(state),),
-        )
+        ]
+        if state.timer in ARMED:
+            rows.append((self._button(state, "⏸ Pause", SessionCommand.PAUSE),))
+        elif state.timer is TimerPhase.PAUSED:
+            rows.append((self._button(state, "▶️ Resume", SessionCommand.RESUME),))
+        return tuple(rows)
 
     def _time_up_reply(self, state: SessionState, offline: bool) -> Reply:
         steps = self.steps(state)
@@ -1155,11 +1233,12 @@ MAX_COMMAND_WORDS = 3
 MAX_MESSAGE_WORDS = 5
 _PHRASES: dict[SessionCommand, tuple[str, ...]] = {
     SessionCommand.NEXT: (
-        "next", "next step", "next one", "go next", "move on", "forward", "skip", "skip step",
-        "skip this", "done", "finish", "finished",
+        "next", "next step", "next one", "go next", "move on", "forward", "done", "finish",
+        "finished",
         # Typos of short words, listed because short words are never matched loosely.
         "nxt", "nex", "nexr", "netx", "nect", "nextt", "mext",
     ),
+    SessionCommand.SKIP: ("skip", "skip step", "skip this", "skip it", "skip this step"),
     SessionCommand.CONTINUE: (
         "continue", "go on", "carry on", "keep going", "go", "ready", "ready start", "lets go",
     ),

@@ -117,9 +117,17 @@ from bot.conversation import (
 from bot.knowledge import KnowledgeError
 from bot.logging_setup import Redactor, configure_logging, install_redaction
 from bot.pictures import PICTURES_DIR, PictureFiles
-from bot.replies import ArmTimer, CancelTimer, Reply, Response, TimerOrder, reply
-from bot.session import ACTION_PREFIX, parse_action
-from bot.session import parse_command as parse_session_command
+from bot.replies import (
+    ArmTimer,
+    Button,
+    CancelTimer,
+    Reply,
+    Response,
+    TimerOrder,
+    offered_buttons,
+    reply,
+)
+from bot.session import is_session_button, parse_action
 from bot.settings import EXIT_CONFIG, Settings, SettingsError
 from bot.store import SessionOwner, Store, StoreError
 from bot.telegram_flood import FloodLimiter, FloodLimits
@@ -150,6 +158,8 @@ NOT_OUR_BUTTON = "?"
 EDIT_IN_PLACE = frozenset({"s", "ck", "hf", "pic", "kind"})
 ALLOWED_UPDATES = ("message", "callback_query", "inline_query")
 INLINE_CACHE_SECONDS = 300
+# How many chats' last buttons are kept for typed words (a few hundred bytes each).
+OFFERED_CHATS_KEPT = 10_000
 # What a message is when it is not text, in the order to test (an animation is a document too).
 ATTACHMENT_KINDS = (
     "animation", "sticker", "photo", "video", "video_note", "voice", "audio", "document",
@@ -365,9 +375,7 @@ def is_replying_to(message: Message, bot_id: int) -> bool:
 
 def has_session_buttons(item: Reply) -> bool:
     """True for a reply showing a session's screen: it carries the session's buttons."""
-    return any(
-        button.action.startswith(ACTION_PREFIX + ":") for row in item.buttons for button in row
-    )
+    return any(is_session_button(button) for row in item.buttons for button in row)
 
 
 def supersedes(response: Response) -> bool:
@@ -426,6 +434,9 @@ class TelegramFrontEnd:
     locks: ChatLocks = field(default_factory=ChatLocks)
     # Chats whose saved session the restart has not brought back yet.
     unrestored: set[int] = field(default_factory=set)
+    # The buttons each chat was shown last, so a typed "done" or "start" presses its button;
+    # the most recent chats only (a restart forgets them: a session's own are the core's).
+    offered: dict[int, tuple[Button, ...]] = field(default_factory=dict)
     outbox: Outbox = field(init=False)
     transport: OutboxTransport = field(init=False)
     timers: ChatTimers = field(init=False)
@@ -614,6 +625,7 @@ class TelegramFrontEnd:
             orders.append((chat_id, response.timer))
         if not response.replies:
             return
+        self.remember_offered(chat_id, offered_buttons(response))
         if supersedes(response):
             batch.supersede(chat_id)
         for item in response.replies:
@@ -627,6 +639,14 @@ class TelegramFrontEnd:
             for params, target in plan:
                 batch.add(chat_id, params, target=target, priority=priority,
                           supersedable=supersedable)
+
+    def remember_offered(self, chat_id: int, buttons: tuple[Button, ...]) -> None:
+        if not buttons:
+            return  # a bare notice ("1 minute left") leaves the buttons above it pressable
+        self.offered.pop(chat_id, None)  # re-inserted last: the dict is oldest first
+        self.offered[chat_id] = buttons
+        if len(self.offered) > OFFERED_CHATS_KEPT:
+            del self.offered[next(iter(self.offered))]
 
     def apply_timers(self, orders: Iterable[tuple[int, TimerOrder]]) -> None:
         for chat_id, order in orders:
@@ -711,10 +731,13 @@ class TelegramFrontEnd:
         if text is None:
             return
         chat_id = message.chat.id
-        if parse_session_command(text) is not None and self.not_theirs(update, message):
+        offered = self.offered.get(chat_id, ())
+        if message.chat.type != ChatType.PRIVATE and self.conversation.acts_on_session(
+            chat_id, text, offered
+        ) and self.not_theirs(update, message):
             return
-        self.act(chat_id, lambda: self.conversation.handle_text(chat_id, text), update=update,
-                 user=message.from_user, chat=message.chat)
+        self.act(chat_id, lambda: self.conversation.handle_text(chat_id, text, offered),
+                 update=update, user=message.from_user, chat=message.chat)
 
     def not_theirs(self, update: Update, message: Message) -> bool:
         """In a group, a session command from someone whose session it is not: tell them so,

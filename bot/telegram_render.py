@@ -73,7 +73,8 @@ def decode_callback(data: object) -> str | None:
 
 def keyboard(reply: Reply) -> Keyboard | None:
     rows = [
-        [{"text": button.label, "callback_data": encode_callback(button.action)} for button in row]
+        [{"text": button.short or button.label, "callback_data": encode_callback(button.action)}
+         for button in row]
         for row in reply.buttons
         if row
     ]
@@ -126,6 +127,9 @@ def render_reply(reply: Reply, limit: int = MAX_MESSAGE_CHARS) -> list[OutgoingM
     """A reply as one or more messages: bold title on the first, buttons on the last."""
     title = reply.title.strip()
     text = reply.text.strip()
+    # What a shortened button label left out, said once, under the text.
+    cut = [b.label for row in reply.buttons for b in row if b.short and b.short != b.label]
+    text = "\n\n".join(part for part in (text, "\n".join(cut)) if part)
     header = telegram_length(title + TITLE_SEPARATOR) if title else 0
     # Every part gets the first part's budget: titles are short, and equal parts read better.
     parts = split_text(text, limit - header) if text else []

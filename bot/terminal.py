@@ -1,8 +1,9 @@
 """The terminal front end: the same conversation as the Telegram bot, in a console.
 
-Buttons become numbered choices (type the number), or keys where the core gives one (type +
-for "Helpful"); commands are the same (/session, /help, …). A picture is a line with the
-path of its PNG under DATA_DIR/pictures, drawn the first time it is shown.
+Buttons become numbered choices (type the number), or keys where the core gives one (type n
+for Next, + for "Helpful"); typing a button's name presses it too ("start", "done"); commands
+are the same (/session, /help, …). A picture is a line with the path of its PNG under
+DATA_DIR/pictures, drawn the first time it is shown.
 Input is read on a helper thread so a step's timer can speak up on time while the person is
 not typing. With piped input, each line is one message; at the end of input the chat keeps
 running only while a session timer is armed, so `/session` piped in walks through to the end.
@@ -21,7 +22,7 @@ from typing import TextIO
 from bot.clock import Clock
 from bot.conversation import Conversation
 from bot.pictures import PictureFiles
-from bot.replies import ArmTimer, Button, CancelTimer, Reply, Response
+from bot.replies import ArmTimer, Button, CancelTimer, Response, offered_buttons
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,25 @@ PICTURE_LINE = "🖼 Picture: {path}"
 
 
 def render_text(
-    response: Response, first_number: int = 1,
-    picture_path: Callable[[str], str] | None = None,
+    response: Response, picture_path: Callable[[str], str] | None = None
 ) -> tuple[str, list[Button]]:
-    """Plain text for a response, with every button as a numbered choice (or its key), and
-    where its picture is (`picture_path` gives the file of a picture id, or "")."""
+    """Plain text for a response, and the buttons that got numbers; where its picture is
+    (`picture_path` gives the file of a picture id, or "").
+
+    A button with a key is shown with it ("[n] Next"): the same key on every screen. The
+    others are numbered choices, but only in the last message that has any, so a list shown
+    above a session's screen (topics under an answer asked mid-session) never takes the
+    numbers of the session's own choices (the safety check's Yes and No); the earlier list
+    is still shown, to be named by typing.
+    """
+    numbered = max(
+        (i for i, message in enumerate(response.replies)
+         for row in message.buttons for button in row if not button.key),
+        default=-1,
+    )
     blocks: list[str] = []
     choices: list[Button] = []
-    for message in response.replies:
+    for index, message in enumerate(response.replies):
         lines: list[str] = []
         if message.title:
             lines.append(f"== {message.title} ==")
@@ -59,9 +71,11 @@ def render_text(
             for button in row:
                 if button.key:
                     cells.append(f"[{button.key}] {button.label}")
-                    continue
-                choices.append(button)
-                cells.append(f"[{first_number + len(choices) - 1}] {button.label}")
+                elif index == numbered:
+                    choices.append(button)
+                    cells.append(f"[{len(choices)}] {button.label}")
+                else:
+                    cells.append(f"· {button.label}")
             lines.append("  " + "   ".join(cells))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks), choices
@@ -82,25 +96,14 @@ def choice_list(choices: list[Button]) -> str:
     return "  " + "   ".join(f"[{n}] {b.label}" for n, b in enumerate(choices, start=1))
 
 
-def keyed_buttons(replies: tuple[Reply, ...]) -> dict[str, Button]:
-    """The buttons offered as keys rather than numbers, by key."""
-    return {
-        button.key: button
-        for message in replies
-        for row in message.buttons
-        for button in row
-        if button.key
-    }
-
-
 @dataclass
 class TerminalChat:
     conversation: Conversation
     clock: Clock
     out: TextIO
     chat_id: int = TERMINAL_CHAT_ID
-    choices: list[Button] = field(default_factory=list)
-    keys: dict[str, Button] = field(default_factory=dict)
+    choices: list[Button] = field(default_factory=list)  # by number, from 1
+    offered: tuple[Button, ...] = ()  # all that can be pressed by typing its key or name
     timer: ArmTimer | None = None
     pictures: PictureFiles | None = None  # None: pictures are not shown
 
@@ -118,13 +121,14 @@ class TerminalChat:
     def show(self, response: Response) -> None:
         if response.pressed is not None:
             # The pressed message's spent buttons (feedback) can't be pressed again.
-            _text, self.choices = render_text(Response(replies=(response.pressed,)))
-            self.keys = keyed_buttons((response.pressed,))
+            pressed = Response(replies=(response.pressed,))
+            _text, self.choices = render_text(pressed)
+            self.offered = offered_buttons(pressed)
         text, choices = render_text(response, picture_path=self.picture_path)
-        keys = keyed_buttons(response.replies)
-        if choices or keys:
-            # Numbers and keys always refer to the latest message that offered choices.
-            self.choices, self.keys = choices, keys
+        offered = offered_buttons(response)
+        if offered:
+            # Numbers, keys and names always refer to the latest message that offered buttons.
+            self.choices, self.offered = choices, offered
         if text:
             self.out.write(text + "\n\n")
             self.out.flush()
@@ -138,9 +142,6 @@ class TerminalChat:
         text = line.strip()
         if text.lower() in QUIT_WORDS:
             return False
-        if text in self.keys:
-            self.show(self.conversation.handle_action(self.chat_id, self.keys[text].action))
-            return True
         number = typed_number(text)
         if number is not None and self.choices:
             if 1 <= number <= len(self.choices):
@@ -150,11 +151,17 @@ class TerminalChat:
                 self.out.write(f"Pick a number from 1 to {len(self.choices)}:\n")
                 self.out.write(choice_list(self.choices) + "\n\n")
             return True
+        keys = [button for button in self.offered if button.key]
+        if number is not None and keys:
+            # A number where only keys are offered (a step): those keys again, not a guess.
+            self.out.write("Nothing here has a number. Type a key:\n")
+            self.out.write("  " + "   ".join(f"[{b.key}] {b.label}" for b in keys) + "\n\n")
+            return True
         if text.startswith("/"):
             command, _, args = text[1:].partition(" ")
             self.show(self.conversation.handle_command(self.chat_id, command, args))
             return True
-        self.show(self.conversation.handle_text(self.chat_id, text))
+        self.show(self.conversation.handle_text(self.chat_id, text, self.offered))
         return True
 
     def seconds_until_timer(self) -> float | None:
@@ -178,14 +185,16 @@ class TerminalChat:
         return f"[{format_remaining(countdown.seconds_left)} {state}] > "
 
     def start(self) -> None:
-        self.show(self.conversation.handle_start(self.chat_id))
         for chat_id, response in self.conversation.restore():
             if chat_id == self.chat_id:
                 # Someone restarting the chat wants to see where they were, even when the
-                # step's timer simply carries on.
+                # step's timer simply carries on; the session's screen alone, not under the
+                # welcome and its menu, so its keys are the last thing shown.
                 self.show(response if response.replies else response.then(
                     self.conversation.current_screen(chat_id)
                 ))
+                return
+        self.show(self.conversation.handle_start(self.chat_id))
 
 
 _EOF = object()

@@ -140,17 +140,17 @@ def test_equipment_ticks_persist_across_a_restart(
     first = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
     checklist = first.handle_command(CHAT, "equipment")
     item = knowledge.topics["equipment"].checklist[0]
-    assert any(label.startswith("⬜") for label in labels(checklist))
+    assert any(label.startswith("☐") for label in labels(checklist))
     ticked = press(first, checklist, item[:20])
-    assert any(label.startswith("✅") for label in labels(ticked))
+    assert any(label.startswith("☑") for label in labels(ticked))
     store.close()
 
     store = Store.open(db_path)
     second = Conversation(knowledge=knowledge, matcher=matcher, store=store, clock=clock)
     again = second.handle_command(CHAT, "equipment")
-    assert any(label.startswith("✅") and item[:20] in label for label in labels(again))
+    assert any(label.startswith("☑") and item[:20] in label for label in labels(again))
     cleared = press(second, again, "Clear all")
-    assert not any(label.startswith("✅") for label in labels(cleared))
+    assert not any(label.startswith("☑") for label in labels(cleared))
     store.close()
 
 

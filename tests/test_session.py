@@ -25,6 +25,7 @@ from bot.replies import MAX_ACTION_BYTES, ArmTimer, Button, CancelTimer, Reply, 
 from bot.session import (
     _PHRASES,
     MAIN_MENU_ACTION,
+    STATE_VERSION,
     Action,
     Phase,
     SessionCommand,
@@ -230,7 +231,7 @@ def test_none_of_these_asks_the_sessions_own_question_then_shows_the_checklist(
     assert reply.title == "Get ready: Tiny back rub"
     assert reply.text.endswith("0 of 3 ready")
     assert labels(reply) == [
-        ["⬜ Towel"], ["⬜ Oil"], ["⬜ Pillow"], ["▶️ Ready, start"], ["🙌 Hands-free: on"],
+        ["☐ Towel"], ["☐ Oil"], ["☐ Pillow"], ["▶️ Ready, start"], ["🙌 Hands-free: on"],
         ["⬅️ Back", "⏹ Stop"],
     ]  # fmt: skip
     assert state is not None and state.phase is Phase.CHECKLIST
@@ -393,7 +394,7 @@ def test_back_from_a_checklist_chosen_on_the_advice_screen_returns_to_the_advice
     engine: SessionEngine,
 ) -> None:
     advice = taps(engine, engine.start("tiny"), "⚠️ One of these applies", "Blood thinners")
-    checklist = taps(engine, advice, "▶️ Doctor said yes: light", "⬜ Oil")
+    checklist = taps(engine, advice, "▶️ Doctor said yes: light", "☐ Oil")
 
     state, response = tap(engine, checklist, "⬅️ Back")
 
@@ -486,14 +487,14 @@ def test_unknown_session_is_not_started(engine: SessionEngine) -> None:
 
 
 def test_ticking_toggles_an_item_and_counts_progress(engine: SessionEngine) -> None:
-    ticked = tap(engine, at_checklist(engine), "⬜ Oil")
+    ticked = tap(engine, at_checklist(engine), "☐ Oil")
 
-    assert labels(only(ticked[1]))[:3] == [["⬜ Towel"], ["✅ Oil"], ["⬜ Pillow"]]
+    assert labels(only(ticked[1]))[:3] == [["☐ Towel"], ["☑ Oil"], ["☐ Pillow"]]
     assert only(ticked[1]).text.endswith("1 of 3 ready")
 
-    unticked = tap(engine, ticked, "✅ Oil")
+    unticked = tap(engine, ticked, "☑ Oil")
 
-    assert labels(only(unticked[1]))[1] == ["⬜ Oil"]
+    assert labels(only(unticked[1]))[1] == ["☐ Oil"]
     assert only(unticked[1]).text.endswith("0 of 3 ready")
 
 
@@ -558,15 +559,22 @@ def test_timed_step_shows_its_time_and_runs_a_timer(
     assert reply.text == (
         "Glide up the back.\n\n⏱ 3 min\nHands-free: I'll move on when the time is up."
     )
-    assert labels(reply)[0] == ["⬅️ Back", "⏸ Pause", "Next ➡️"]
+    # The untimed step's rows, and Pause last: no button moves when it comes and goes.
+    assert labels(reply) == [
+        ["⬅️ Back", "Next ➡️"], ["🔁 Repeat", "⏹ Stop"], ["🙌 Hands-free: on"], ["⏸ Pause"],
+    ]
+    assert [[b.key for b in row] for row in reply.buttons] == [["b", "n"], ["r", "s"], ["h"], ["p"]]
 
 
-def test_with_hands_free_off_a_timed_step_says_press_next(
+def test_with_hands_free_off_a_timed_step_says_it_will_tell_when_the_time_is_up(
     engine: SessionEngine, clock: FakeClock
 ) -> None:
     _, response = at_step(engine, clock, 2, hands_free=False)
 
-    assert only(response).text == "Glide up the back.\n\n⏱ 3 min\nPress Next when you're ready."
+    # Not "Press Next" while the timer runs: that comes when the time is up.
+    assert only(response).text == (
+        "Glide up the back.\n\n⏱ 3 min\nI'll tell you when the time is up."
+    )
     assert labels(only(response))[2] == ["✋ Hands-free: off"]
 
 
@@ -660,7 +668,9 @@ def test_pause_keeps_the_remaining_time_exactly(engine: SessionEngine, clock: Fa
         '⏸ Paused with 2 min 10 s left on "Long strokes". Press Resume when you\'re ready.'
     )
     assert paused[1].timer == CancelTimer()
-    assert labels(only(paused[1]))[0] == ["⬅️ Back", "▶️ Resume", "Next ➡️"]
+    assert labels(only(paused[1]))[0] == ["⬅️ Back", "Next ➡️"]
+    assert labels(only(paused[1]))[-1] == ["▶️ Resume"]
+    assert button(paused[1], "▶️ Resume").key == "p"  # the key of Pause: one key toggles
 
     clock.advance(3600)  # a long break changes nothing
     _, repeated = engine.act(paused[0], SessionCommand.REPEAT)
@@ -864,7 +874,8 @@ def test_next_on_the_last_step_finishes_with_a_summary_and_aftercare(
     reply = only(response)
     assert reply.title == "🎉 Session complete"
     lines = reply.text.split("\n")
-    assert lines[:3] == ["Tiny back rub", "Steps done: 4 of 4", "Time taken: 21 min"]
+    # Steps 2 and 3 were moved on from the moment they began.
+    assert lines[:3] == ["Tiny back rub", "Steps done: 2 of 4, 2 skipped", "Time taken: 21 min"]
     assert "Aftercare:" in lines
     assert "water" in reply.text and "warm" in reply.text and "oil" in reply.text
     assert response.timer == CancelTimer()
@@ -923,7 +934,33 @@ def test_a_step_done_twice_after_back_counts_once(engine: SessionEngine, clock: 
 
     _, response = engine.act(state, SessionCommand.STOP)
 
-    assert "Steps done: 3 of 4" in only(response).text
+    assert "Steps done: 1 of 4, 2 skipped" in only(response).text
+
+
+def test_the_summary_counts_done_and_skipped_steps_honestly(
+    engine: SessionEngine, clock: FakeClock
+) -> None:
+    outcome = at_step(engine, clock, 2)
+    state, _ = fire(engine, clock, fire(engine, clock, outcome))  # step 2's time ran: done
+    clock.advance(10)
+    state, _ = engine.act(state, SessionCommand.NEXT)  # step 3 with 80 of 90 s left: skipped
+
+    _, response = engine.act(state, SessionCommand.SKIP)  # the last step, said as a skip
+
+    assert only(response).title == "🎉 Session complete"
+    assert "Steps done: 2 of 4, 2 skipped" in only(response).text
+
+
+def test_a_skipped_step_done_after_back_counts_done(
+    engine: SessionEngine, clock: FakeClock
+) -> None:
+    state, _ = at_step(engine, clock, 3)  # step 2 skipped on the way
+    state, response = engine.act(state, SessionCommand.BACK)
+    state, _ = fire(engine, clock, fire(engine, clock, (state, response)))  # done this time
+
+    _, response = engine.act(state, SessionCommand.STOP)
+
+    assert "Steps done: 2 of 4\n" in only(response).text
 
 
 # --- buttons from elsewhere ------------------------------------------------------------------
@@ -998,7 +1035,8 @@ def test_reminder_says_where_the_session_waits(engine: SessionEngine, clock: Fak
     response = engine.reminder(state)
 
     assert only(response).text == "↩️ Your session is at step 2 of 4, 2 min left."
-    assert labels(only(response))[0] == ["⬅️ Back", "⏸ Pause", "Next ➡️"]
+    assert labels(only(response))[0] == ["⬅️ Back", "Next ➡️"]
+    assert labels(only(response))[-1] == ["⏸ Pause"]
 
 
 def test_every_action_fits_in_a_button(engine: SessionEngine, clock: FakeClock) -> None:
@@ -1134,7 +1172,7 @@ def valid_dict() -> dict[str, Any]:
 @pytest.mark.parametrize(
     "change",
     [
-        {"version": 3}, {"run_id": "AB:12"}, {"run_id": 5}, {"session_id": ""},
+        {"version": 4}, {"run_id": "AB:12"}, {"run_id": 5}, {"session_id": ""},
         {"phase": "flying"}, {"hands_free": "yes"}, {"started_at": "soon"},
         {"started_at": float("nan")}, {"step_index": -1}, {"step_index": True},
         {"step_index": 1.5}, {"ticked": "1,2"}, {"ticked": [-1]}, {"timer": "ticking"},
@@ -1142,6 +1180,7 @@ def valid_dict() -> dict[str, Any]:
         {"phase": "checklist"}, {"step_started_at": None}, {"extra": 1},
         {"condition": -1}, {"condition": 0}, {"condition": "fever"}, {"answers": "yes"},
         {"answers": [1]}, {"variant": ""}, {"variant": 3}, {"answers": None},
+        {"steps_skipped": "1"}, {"steps_skipped": [True]}, {"steps_skipped": [0]},
     ],
 )  # fmt: skip
 def test_garbage_state_is_rejected(change: dict[str, Any]) -> None:
@@ -1364,4 +1403,18 @@ def test_a_state_saved_before_the_one_screen_check_is_read_in_todays_terms() -> 
     assert (step.phase, step.step_index, step.variant, step.answers) == (Phase.STEP, 1, None, ())
     assert step.ticked == frozenset({1})
     assert question.phase is Phase.SAFETY and question.condition is None  # asked again
-    assert step.to_dict()["version"] == 2
+    assert step.to_dict()["version"] == STATE_VERSION
+
+
+def test_a_state_saved_before_skips_were_counted_carries_on_with_none_skipped(
+    engine: SessionEngine, clock: FakeClock
+) -> None:
+    state, _ = at_step(engine, clock, 3)
+    saved = {key: value for key, value in state.to_dict().items() if key != "steps_skipped"}
+    saved["version"] = 2
+
+    restored = SessionState.from_dict(saved)
+
+    assert restored == replace(state, steps_skipped=frozenset())
+    _, response = engine.act(restored, SessionCommand.STOP)
+    assert "Steps done: 2 of 4\n" in only(response).text

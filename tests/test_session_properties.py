@@ -69,8 +69,8 @@ C = SessionCommand
 # during the safety check, and the timed steps would hardly ever be reached.
 COMMANDS = (
     [C.NO] * 3 + [C.READY] * 2 + [C.NEXT] * 3 + [C.PAUSE] * 2 + [C.RESUME] * 2
-    + [C.CONTINUE, C.BACK, C.REPEAT, C.TICK, C.HANDS_FREE_ON, C.HANDS_FREE_OFF, C.YES, C.STOP,
-       C.NOT_SURE, C.PICK, C.VARIANT]
+    + [C.CONTINUE, C.SKIP, C.BACK, C.REPEAT, C.TICK, C.HANDS_FREE_ON, C.HANDS_FREE_OFF, C.YES,
+       C.STOP, C.NOT_SURE, C.PICK, C.VARIANT]
 )  # fmt: skip
 # Commands whose argument is a number: an item, a condition or a variant (some out of range).
 WITH_NUMBER = frozenset({C.TICK, C.PICK, C.VARIANT})
@@ -166,6 +166,7 @@ class SessionMachine(RuleBasedStateMachine):
         assert self.state.variant is None or self.state.variant in session.variants
         assert 0 <= self.state.step_index < len(steps)
         assert 0 <= self.state.steps_done <= len(steps)
+        assert all(0 <= i < self.state.steps_done for i in self.state.steps_skipped)
         assert all(0 <= index < len(session.equipment) for index in self.state.ticked)
 
     @invariant()

@@ -205,7 +205,10 @@ async def test_a_whole_guided_session_with_timers(
         if screen.kind == "send":
             assert not api.messages[(ann.chat_id, before.message_id)].buttons
     first_timed = screen
-    assert bot.app.job_queue.get_jobs_by_name(timer_job_name(ann.chat_id))
+    # Its timer is armed, or (a 30 s step lasts 10 ms here) has already fired and moved on.
+    assert bot.app.job_queue.get_jobs_by_name(timer_job_name(ann.chat_id)) or any(
+        "Time's up" in o.text for o in api.outputs_in(ann.chat_id)[api.outputs.index(screen):]
+    )
 
     # Hands-free (the default) runs the timed steps by itself, each announced in a NEW message.
     final = f"Step {steps} of {steps}"
@@ -271,7 +274,7 @@ async def test_a_reply_too_long_for_one_message_is_split(
     long = "\n\n".join(f"Part {i}: <b> & *_[ " + "stroke " * 200 for i in range(10))
     conversation = bot.conversation
 
-    def handle_text(chat_id: int, text: str) -> Response:
+    def handle_text(chat_id: int, text: str, *_offered: object) -> Response:
         return reply(long, title="Very long", buttons=conversation.handle_start(chat_id).replies[
             0].buttons)
 
@@ -284,3 +287,71 @@ async def test_a_reply_too_long_for_one_message_is_split(
     assert [bool(p.buttons) for p in parts] == [False] * (len(parts) - 1) + [True]
     assert outputs[0].html.startswith("<b>Very long</b>")
     assert "".join(p.text for p in parts).count("Part ") == 10
+
+
+def places(output: Output) -> dict[str, tuple[int, int]]:
+    """Where each session button sits (row, column), by its command ("next", "pause")."""
+    rows = (output.reply_markup or {}).get("inline_keyboard", [])
+    return {
+        button["callback_data"].split(":")[1]: (r, c)
+        for r, row in enumerate(rows)
+        for c, button in enumerate(row)
+        if button["callback_data"].startswith("1|s:")
+    }
+
+
+async def test_session_buttons_keep_their_place_on_timed_and_untimed_steps(
+    ann: User, knowledge: KnowledgeBase
+) -> None:
+    [screen] = await ann.say("/start session-quick-back")
+    for label in ("None of these", "No", "Ready"):
+        [screen] = await ann.press(screen, label)
+    steps = knowledge.sessions["quick-back"].steps
+    seen = []
+    while steps[len(seen)].seconds is None:
+        seen.append(screen)
+        # The next screen first (an edit, or a new message after a photo, which only loses
+        # its buttons); a timed step's 10 ms may run out and say so right after it.
+        screen = await ann.next_screen(screen, "Next")
+    untimed, timed = places(seen[0]), places(screen)
+    assert "pause" in timed and "pause" not in untimed
+    assert {command: timed[command] for command in untimed} == untimed
+    assert timed["pause"][0] == max(row for row, _ in timed.values())  # last, below the rest
+
+
+async def test_typed_button_words_press_the_buttons_in_telegram(ann: User) -> None:
+    [screen] = await ann.say("/start session-quick-back")
+    for label in ("None of these", "No"):
+        [screen] = await ann.press(screen, label)
+    assert screen.text.startswith("Get ready")
+    [ticked] = await ann.press(screen, "towels")  # a tick edits the one checklist message
+    assert ticked.kind == "edit" and ticked.message_id == screen.message_id
+    assert re.search(r"\b1 of \d+ ready", ticked.text) and ticked.text.count("towels") <= 1
+    [first] = await ann.say("start")  # "▶️ Ready, start"
+    assert first.text.startswith("Step 1 of")
+    [second] = await ann.say("n")  # the key of Next, as the terminal shows it
+    assert second.text.startswith("Step 2 of")
+    [back] = await ann.say("back")
+    assert back.text.startswith("Step 1 of")
+
+
+async def test_a_tick_edits_the_one_checklist_message_and_done_closes_it(
+    ann: User, knowledge: KnowledgeBase
+) -> None:
+    items = knowledge.topics["equipment"].checklist
+    long = max(items, key=len)
+    [checklist] = await ann.say("/equipment")
+    assert "Tap" not in checklist.text
+    assert checklist.text.count(long) == 1  # its button is cut short: spelled out once
+    [ticked] = await ann.press(checklist, items[0])
+    assert ticked.kind == "edit" and ticked.message_id == checklist.message_id
+    assert f"1 of {len(items)} ready" in ticked.text
+    assert ticked.buttons[0][0].startswith("☑")
+    [closed] = await ann.press(ticked, "Done")
+    assert closed.kind == "edit" and closed.message_id == checklist.message_id
+    assert "Still to get" in closed.text and items[0] not in closed.text
+    assert any(data.endswith("menu:session") for _label, data in closed.buttons)
+    [again] = await ann.say("/equipment")
+    [typed] = await ann.say("done")  # the button's word, typed
+    assert typed.kind == "send" and "Still to get" in typed.text
+    assert again.message_id != typed.message_id

@@ -450,6 +450,10 @@ async def test_8_in_a_group_only_the_one_who_started_a_session_can_steer_it(
     assert len(alert["text"]) <= 200
     [note] = await ben.say("stop", reply_to=screen)  # typed, in reply to the bot
     assert "belongs to Ann" in note.text
+    [note] = await ben.say("s", reply_to=screen)  # Stop's key, or a button's word
+    assert "belongs to Ann" in note.text
+    [note] = await ben.say("one of these applies", reply_to=screen)
+    assert "belongs to Ann" in note.text
     state = session_of(bot, ann.chat_id)
     assert state is not None and state["phase"] == "safety"  # nothing changed
     assert [o for o in api.outputs_in(ann.chat_id, since) if o.kind == "edit"] == []

@@ -135,7 +135,7 @@ async def test_a_long_reply_with_a_picture_is_the_photo_then_the_text(
     conversation = bot.conversation
     menu = conversation.handle_start(ann.chat_id).replies[0].buttons
 
-    def handle_text(chat_id: int, text: str) -> Response:
+    def handle_text(chat_id: int, text: str, offered: object = ()) -> Response:
         return reply(long, title="Effleurage at length", buttons=menu, picture="effleurage")
 
     conversation.handle_text = handle_text  # type: ignore[method-assign]

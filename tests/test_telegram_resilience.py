@@ -283,7 +283,7 @@ async def test_a_button_pressed_too_late_to_answer_still_works(api: StandIn, ann
 async def test_a_failing_handler_is_logged_with_context_and_the_person_told_once(
     api: StandIn, ann: User, bot: BotFixture, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(chat_id: int, text: str) -> Response:
+    def broken(chat_id: int, text: str, *_offered: object) -> Response:
         raise RuntimeError(f"the core broke near {api.base_url}{TOKEN}/sendMessage")
 
     bot.conversation.handle_text = broken  # type: ignore[method-assign]
@@ -536,7 +536,7 @@ async def test_the_token_never_reaches_the_logs_across_a_whole_run(
         conversation = running.conversation
         answer = conversation.handle_text
 
-        def broken(chat_id: int, text: str) -> Response:
+        def broken(chat_id: int, text: str, *_offered: object) -> Response:
             conversation.handle_text = answer  # type: ignore[method-assign]
             raise RuntimeError(f"the core broke near {api.base_url}{TOKEN}/sendMessage")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -240,3 +241,163 @@ def test_feedback_keys_under_an_answer_go_once_pressed(
     output = run_in_process(knowledge, tmp_path, "what is effleurage\n+\n1\n", speed=1)
     effleurage = knowledge.topics["effleurage"]
     assert f"== {knowledge.topics[effleurage.related[0]].title} ==" in output
+
+
+def test_the_summary_says_how_many_steps_were_skipped(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # The quick massage on a slow clock: the two untimed set-up steps are done with Next,
+    # the first timed one is moved on from at once (skipped), and "skip" skips the next.
+    script = f"/session\n2\n{SAFETY_NOS}ready\nnext\nnext\nnext\nskip\nstop\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=1)
+    total = len(knowledge.sessions["quick-back"].steps)
+    assert f"Steps done: 2 of {total}, 2 skipped" in output
+
+
+def test_a_session_saved_by_the_previous_version_resumes(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # Saved before skipped steps were counted (state version 2): on step 2, one step done.
+    now = ScaledClock(speed=1).now()
+    old = {
+        "version": 2, "run_id": "ab12cd", "session_id": "quick-back", "phase": "step",
+        "hands_free": False, "started_at": now - 60, "condition": None, "answers": [False],
+        "variant": None, "ticked": [0], "step_index": 1, "step_started_at": now - 10,
+        "paused_remaining": None, "timer": "none", "timer_seq": 0, "steps_done": 1,
+    }  # fmt: skip
+    with Store.open(tmp_path / "terminal.sqlite3") as store:
+        store.save_session(0, old)
+    output = run_in_process(knowledge, tmp_path, "stop\n", speed=1)
+    steps = knowledge.sessions["quick-back"].steps
+    assert f"Step 2 of {len(steps)}: {steps[1].title}" in output
+    assert f"Steps done: 1 of {len(steps)}\n" in output
+
+
+# --- the same keys on every screen, and buttons named by typing (issue 11) ----------------
+
+
+def blocks_titled(output: str, prefix: str) -> list[str]:
+    """The screens of `output` whose title starts with `prefix`."""
+    return [block for block in output.split("\n\n== ") if block.startswith(prefix)]
+
+
+def test_a_session_keeps_its_keys_on_every_step_timed_or_not(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # Slow clock: the timed step 3 stays on screen. Only keys are typed after the check.
+    script = f"/session\n2\n{SAFETY_NOS}n\nn\nn\np\np\ns\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=1)
+    steps = blocks_titled(output, "Step ")
+    assert [block.split(":")[0] for block in steps] == ["Step 1 of 9", "Step 2 of 9", "Step 3 of 9"]
+    for block in steps:
+        assert "  [b] ⬅️ Back   [n] Next ➡️\n  [r] 🔁 Repeat   [s] ⏹ Stop\n  [h] " in block
+        assert not re.search(r"\[\d+\]", block)  # no numbers on a step: nothing to choose
+    assert "[p] ⏸ Pause" in steps[2] and "[p]" not in steps[0]
+    assert "⏸ Paused with" in output and "▶️ Resumed" in output  # p, then p again
+
+
+def test_a_digit_in_the_safety_check_answers_it_even_after_a_question(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # On the frailty question, a question; its answer lists related topics. Then "2": No.
+    script = "/session\n2\n1\nwhat is effleurage\n2\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=1)
+    answer, _, after = output.partition("== Effleurage")[2].partition("↩️ Your session is at")
+    related = knowledge.topics[knowledge.topics["effleurage"].related[1]].title
+    assert f"· {related}" in answer and "[1]" not in answer  # named by typing, not numbered
+    assert "  [1] Yes   [2] No\n" in after
+    assert "== Get ready: Quick back massage ==" in after  # "2" was No
+    assert f"== {related}" not in output
+
+
+def test_keys_still_work_after_a_question_mid_step(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    script = f"/session\n2\n{SAFETY_NOS}n\nwhat oil can i use\nn\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=1)
+    oil = output.index("== Oil or lotion")
+    assert "  [1] " in output[oil:]  # mid-step, the answer's topics are choices again
+    assert output.index("== Step 2 of 9") > oil
+
+
+@pytest.mark.parametrize(
+    ("typed", "seen"),
+    [
+        ("start", "== Step 1 of 9"),  # "▶️ Ready, start"
+        ("ready, start", "== Step 1 of 9"),
+        ("large towels", "1 of 6 ready"),  # "⬜ 2 large towels": a word no other item has
+        ("back", "== Safety check 2 of 2"),
+    ],
+)
+def test_a_word_of_a_button_typed_presses_it(
+    knowledge: KnowledgeBase, tmp_path: Path, typed: str, seen: str
+) -> None:
+    output = run_in_process(knowledge, tmp_path, f"/session\n2\n{SAFETY_NOS}{typed}\n", speed=1)
+    assert seen in output.partition("== Get ready")[2]
+    assert "Did you mean" not in output and "can't help" not in output
+
+
+def test_a_word_several_buttons_share_or_a_question_presses_none(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # "towel" is on three items; "oil?" is a question about oil, not a tick.
+    output = run_in_process(knowledge, tmp_path, f"/session\n2\n{SAFETY_NOS}towel\noil?\n",
+                            speed=1)
+    assert "1 of 6 ready" not in output
+    assert "↩️ Your session is at the equipment checklist." in output
+
+
+# --- one instruction per screen, one list (issue 11, point 3) --------------------------------
+
+
+def test_each_step_says_one_instruction_and_timed_ones_do_not_say_press_next(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    # Hands-free off, the full massage walked through with n on a slow clock, then stopped.
+    steps = knowledge.sessions["full-back"].steps
+    script = "/settings\n1\n/session\n1\nno\nno\nn\n" + "n\n" * (len(steps) - 1) + "s\n"
+    output = run_in_process(knowledge, tmp_path, script, speed=1)
+    screens = blocks_titled(output, "Step ")
+    assert len(screens) == len(steps)
+    for screen, step in zip(screens, steps, strict=True):
+        text = screen.split("\n  [")[0]  # the words, without the keys under them
+        assert text.count("Press ") + text.count("I'll ") == 1, text
+        if step.seconds:
+            assert "Press" not in text and "I'll tell you when the time is up." in text
+
+
+def test_a_restart_shows_the_session_without_the_welcome_above_its_keys(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    run_in_process(knowledge, tmp_path, f"/session\n2\n{SAFETY_NOS}n\nn\n", speed=1)
+    output = run_in_process(knowledge, tmp_path, "", speed=1)
+    assert output.startswith("== Step 2 of 9")
+    assert "Back massage helper" not in output and "Ask a question" not in output
+    assert output.rstrip().endswith("[h] 🙌 Hands-free: on")  # the session's own keys last
+
+
+def test_the_equipment_checklist_is_one_compact_list_with_ticks_and_done(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    items = knowledge.topics["equipment"].checklist
+    output = run_in_process(knowledge, tmp_path, "/equipment\n1\ndone\n", speed=1)
+    lists = blocks_titled(output, "What to get ready")
+    assert len(lists) == 3  # the list, the list after the tick, and the list closed
+    first, ticked, closed = lists
+    assert "Tap" not in output
+    for item in items:  # once each, whole, on its own line with its box
+        assert first.count(item) == 1 and f"☐ {item}\n" in first
+    assert f"[1] ☑ {items[0]}\n" in ticked and f"1 of {len(items)} ready" in ticked
+    assert ticked.count(items[1]) == 1
+    assert "[d] ✔️ Done" in first
+    assert f"1 of {len(items)} ready. Still to get:" in closed
+    assert items[0] not in closed and f"☐ {items[1]}" in closed
+
+
+def test_a_number_on_a_step_gets_its_keys_again_not_a_guess(
+    knowledge: KnowledgeBase, tmp_path: Path
+) -> None:
+    output = run_in_process(knowledge, tmp_path, f"/session\n2\n{SAFETY_NOS}n\n2\n", speed=1)
+    after = output.partition("Nothing here has a number. Type a key:\n")[2]
+    assert after.startswith("  [b] ⬅️ Back   [n] Next ➡️   [r] 🔁 Repeat")
+    assert "Did you mean" not in output and "can't help" not in output
