@@ -27,10 +27,10 @@ README = ROOT / "README.md"
 BEGIN = "<!-- transcript: made by `make readme` (tests/readme_transcript.py); do not edit -->"
 END = "<!-- end of transcript -->"
 WAIT = None  # in the script: let the armed timer run out
-# /session, the quick massage, no to both safety questions, ready, two untimed steps, the
-# oil's 30 s running out (hands-free moves on), then stop.
-SCRIPT: tuple[str | None, ...] = ("/session", "2", "no", "no", "ready", "next", "next", WAIT,
-                                  "stop")
+# /session, the quick massage, no to both safety questions, "start" (the button's word), two
+# untimed steps (by key, then by word), the oil's 30 s running out (hands-free moves on), then
+# stop by its key.
+SCRIPT: tuple[str | None, ...] = ("/session", "2", "no", "no", "start", "n", "next", WAIT, "s")
 
 
 def transcript(knowledge_dir: Path = ROOT / "knowledge") -> str:

@@ -30,7 +30,7 @@ def test_the_transcript_walks_a_session_from_the_menu_to_its_summary() -> None:
     text = transcript()
     assert text.startswith("> /session\n")
     assert "== Step 1 of " in text and "Time's up" in text
-    assert re.search(r"\n\[\d+:\d\d left\] > stop\n", text)  # the prompt counts down
+    assert re.search(r"\n\[\d+:\d\d left\] > s\n", text)  # the prompt counts down
     assert "Time taken: 30 s" in text  # the oil's 30 s, on the transcript's own clock
 
 
