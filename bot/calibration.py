@@ -77,7 +77,9 @@ RANKING_GRID: dict[str, Sequence[float]] = {
     "unknown": [0.2, 0.4, 0.6, 0.8],
     "saturation": [2.0, 3.0, 4.0],
     "coverage_share": [0.35, 0.5, 0.65],
-    "story": [0.35, 0.5, 0.7, 0.85, 1.0],
+    # Below 1 by design: the question sentence must outweigh the story around it (a night
+    # carer's story of her shift must not outvote "what do I do once the rub is over").
+    "story": [0.35, 0.5, 0.7, 0.85],
     "question_view": [0.0, 0.8, 0.9, 1.0],
     "safety_boost": [0.0, 0.25, 0.5],
     "specificity": [0.0, 0.25, 0.5],
