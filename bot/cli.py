@@ -203,9 +203,18 @@ def cmd_chat(args: argparse.Namespace, settings: Settings, knowledge: KnowledgeB
 
 
 def cmd_pictures(args: argparse.Namespace, knowledge: KnowledgeBase) -> int:
-    from bot.pictures import write_all
-
-    for path in write_all(knowledge, Path(args.dir)):
+    try:
+        from bot.pictures import write_all
+        written = write_all(knowledge, Path(args.dir))
+    except ImportError as error:  # a venv installed before Pillow joined the dependencies
+        print(f"massage-bot: cannot draw pictures ({error}); run make to reinstall",
+              file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"massage-bot: cannot write the pictures to {args.dir}: {error.strerror}",
+              file=sys.stderr)
+        return 1
+    for path in written:
         print(path)
     return 0
 

@@ -273,6 +273,20 @@ def test_pictures_command_writes_every_diagram(knowledge: KnowledgeBase, tmp_pat
                                         [f"{pid}.png" for pid in knowledge.pictures]]
 
 
+def test_pictures_command_names_a_directory_it_cannot_write(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "pictures", str(blocked / "out")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+        env={**os.environ, "DATA_DIR": str(tmp_path / "data")},
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"massage-bot: cannot write the pictures to {blocked / 'out'}: Not a directory"
+    ]
+
+
 async def test_the_bot_draws_in_a_child_process_only_what_is_missing(
     knowledge: KnowledgeBase, tmp_path: Path
 ) -> None:
