@@ -12,6 +12,7 @@ from textwrap import dedent
 
 import pytest
 from PIL import Image
+from test_terminal import lines_reader
 
 from bot.clock import ScaledClock
 from bot.conversation import Conversation
@@ -211,21 +212,9 @@ def chat_output(knowledge: KnowledgeBase, tmp_path: Path, typed: str) -> str:
     conversation = Conversation(knowledge, Matcher(knowledge), store, clock)
     chat = TerminalChat(conversation=conversation, clock=clock, out=out,
                         pictures=PictureFiles(tmp_path / "data" / "pictures"))
-    assert run_chat(chat, read_line=_lines(typed), interactive=False) == 0
+    assert run_chat(chat, read_line=lines_reader(typed), interactive=False) == 0
     store.close()
     return out.getvalue()
-
-
-def _lines(text: str):  # type: ignore[no-untyped-def]
-    source = io.StringIO(text)
-
-    def read_line(_prompt: str) -> str:
-        line = source.readline()
-        if not line:
-            raise EOFError
-        return line
-
-    return read_line
 
 
 def picture_paths(output: str) -> list[Path]:
