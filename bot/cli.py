@@ -296,6 +296,11 @@ def settings_epilog(names: Sequence[str], before: str = "") -> str:
     )
 
 
+def _add_kb_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kb", metavar="DIR",
+                        help="knowledge base directory (instead of KNOWLEDGE_DIR)")
+
+
 def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str,
              description: str, settings: Sequence[str], before: str = ""
              ) -> argparse.ArgumentParser:
@@ -319,8 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with timers. Progress is kept in DATA_DIR/terminal.sqlite3, so quitting (or a crash) "
         "loses nothing.", CHAT_SETTINGS,
     )
-    chat.add_argument("--kb", metavar="DIR", help="knowledge base directory (instead of "
-                      "KNOWLEDGE_DIR)")
+    _add_kb_option(chat)
     chat.add_argument(
         "--speed", type=float, default=1.0, metavar="N",
         help="run session timers N times faster, to try a session quickly (a 4-minute step "
@@ -343,8 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question", nargs="*", help="the question, e.g. how do i do petrissage")
     ask.add_argument("--json", action="store_true",
                      help="print the match as JSON: decision, topic and the best 3 candidates")
-    ask.add_argument("--kb", metavar="DIR",
-                     help="knowledge base directory (instead of KNOWLEDGE_DIR)")
+    _add_kb_option(ask)
     check = _command(
         sub, "check", "validate the knowledge base",
         "Validate the knowledge base: exit 0 when clean, 1 with each problem on a line.",
@@ -358,8 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         "editing knowledge/pictures.yaml (massage-bot check validates them).", KNOWLEDGE_ONLY,
     )
     pictures.add_argument("dir", help="directory to write them to (made if missing)")
-    pictures.add_argument("--kb", metavar="DIR",
-                          help="knowledge base directory (instead of KNOWLEDGE_DIR)")
+    _add_kb_option(pictures)
     evaluation = _command(
         sub, "eval",
         "score the matcher on a questions file, or cross-validate it on the knowledge base",
@@ -380,8 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="exit 1 if wrong answers are above PCT")
     evaluation.add_argument("--max-oos", type=float, metavar="PCT",
                             help="exit 1 if out-of-scope questions answered are above PCT")
-    evaluation.add_argument("--kb", metavar="DIR",
-                            help="knowledge base directory (instead of KNOWLEDGE_DIR)")
+    _add_kb_option(evaluation)
     misses = _command(
         sub, "misses",
         "what people asked and didn't get, grouped, for the knowledge base's author",
@@ -397,8 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     misses.add_argument("--db", action="append", metavar="FILE",
                         help="a database to read (repeatable; default: the bot's and the "
                         "terminal chat's in DATA_DIR)")
-    misses.add_argument("--kb", metavar="DIR",
-                        help="knowledge base directory (instead of KNOWLEDGE_DIR)")
+    _add_kb_option(misses)
     return parser
 
 
