@@ -372,6 +372,16 @@ class Matcher:
             if len(postings) > PRUNE_POSTINGS
         }
         self._out_of_scope_terms = frozenset().union(*self._out_of_scope)
+        # Each phrasing filed under its rarest term: a message can only say the phrasings
+        # filed under terms it holds.
+        phrasings_using: dict[str, int] = {}
+        for phrase in self._out_of_scope:
+            for term in phrase:
+                phrasings_using[term] = phrasings_using.get(term, 0) + 1
+        self._out_of_scope_by_term: dict[str, list[frozenset[str]]] = {}
+        for phrase in self._out_of_scope:
+            rarest = min(sorted(phrase), key=phrasings_using.__getitem__)
+            self._out_of_scope_by_term.setdefault(rarest, []).append(phrase)
         # Words only out-of-scope phrasings use ("car", "hair").
         self._foreign_only = frozenset(
             term for term, postings in self._postings.items() if postings.keys() == {foreign}
@@ -594,8 +604,10 @@ class Matcher:
             return True  # the whole message is one of them, even "what time is it"
         hits = [(at, term) for at, term in message.sequence if term in self._out_of_scope_terms]
         said = frozenset(term for _at, term in hits)
-        for phrase in self._out_of_scope:
-            if not phrase <= said:  # most phrasings are not said at all; a C set test
+        for phrase in itertools.chain.from_iterable(
+            self._out_of_scope_by_term.get(term, ()) for term in said
+        ):
+            if not phrase <= said:
                 continue
             found = [(at, term) for at, term in hits if term in phrase]
             if _close_together(found, len(phrase), len(phrase) - 1 + PHRASE_SLACK):
