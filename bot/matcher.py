@@ -9,7 +9,9 @@ How a message is scored (every index is built once, in the constructor):
 
 1. Words: markup stripped, folded, stop words and the knowledge base's `ignore` words dropped,
    its `synonyms` applied, lightly stemmed (`bot/wording.py`). A word the knowledge base never
-   uses is corrected against its titles, aliases, questions and examples (edit distance).
+   uses is corrected against its titles, aliases, questions and examples (edit distance). A
+   word only people's examples use, rarely, that is a typo of a word the author uses
+   ("sholders") counts as both words, in the examples and in messages.
 2. Weight: each word weighs its rarity across topics (IDF), times `story` when it is in the
    story around the question rather than in the question sentence itself.
 3. Topic score = how much of the message the topic's vocabulary explains (titles and aliases
@@ -70,6 +72,8 @@ MAX_CORRECTIONS = 24
 # Longer "words" are keyboard mashing or pasted codes: not worth a fuzzy look-up.
 MAX_WORD_LENGTH = 30
 MAX_CANDIDATES = 3
+# An example's word that no authored text uses, used at most this often, may be a typo.
+EXAMPLE_TYPO_USES = 2
 # A message of at most this many topic words that also holds a word no topic uses ("massage
 # oil for my beard") is short enough that the unknown word is likely what it is about.
 SHORT_KNOWN_TERMS = 3
@@ -238,6 +242,93 @@ class Assessment:
     exact: int = -1  # the entry one of whose phrasings the message says exactly, if only one
 
 
+class _Vocabulary:
+    """The words a knowledge base uses: each word's term, how often it is used, which are
+    words of phrasings (what a typo is corrected to), and the correction of a typo."""
+
+    def __init__(self, ignored: Iterable[str], typo_of: Mapping[str, str] | None = None) -> None:
+        # Typos in people's examples and the words they stand for (see _example_typos).
+        self.typo_of = typo_of or {}
+        # Surface word -> its term, or "" for a stop word: correcting "wich" to "which" must
+        # make it vanish, not match a topic word one letter away. Filled while the texts are
+        # read, it also saves stemming the same word over and over.
+        self.surface: dict[str, str] = dict.fromkeys(ignored, "")
+        # How often the knowledge base uses each word: between equally close corrections
+        # the commoner word is the likelier one ("paitents": patients, not parents).
+        self.uses: dict[str, int] = {}
+        # Words of titles, aliases, example questions and out-of-scope phrasings: the ones a
+        # typo is corrected to. A word only an answer uses is a poor guess ("pasta" is not
+        # the "paste" talc makes with oil, "certain" not the "curtain" round a bed).
+        self.phrase_words: set[str] = set()
+        # Correction candidates by first letter and length (a typo keeps both, nearly);
+        # made by `ready` once every text is read.
+        self.by_start: dict[tuple[str, int], list[str]] = {}
+
+    def terms(self, words: Iterable[str], phrase: bool) -> list[str]:
+        """The content terms of a text's (canonical) words, recording each word;
+        `phrase` when the text is a title, alias or question, not answer text."""
+        terms = []
+        for word in words:
+            self.uses[word] = self.uses.get(word, 0) + 1
+            if phrase:
+                self.phrase_words.add(word)
+            term = self.surface.get(word)
+            if term is None:
+                term = stem(word)
+                # A form of a stop word ("tells", "says") is one too.
+                term = self.surface[word] = "" if term in STOP_WORDS else term
+            if term:
+                terms.append(term)
+                meant = self.typo_of.get(word)
+                if meant is not None:
+                    meant_term = self.surface.get(meant) or stem(meant)
+                    if meant_term and meant_term not in STOP_WORDS:
+                        terms.append(meant_term)
+        return terms
+
+    def ready(self) -> None:
+        """Index the correction candidates, once every text is read."""
+        self.by_start = {}
+        for word, term in self.surface.items():
+            if not term or word in self.phrase_words:
+                self.by_start.setdefault((word[0], len(word)), []).append(word)
+
+    def correct(self, word: str) -> str | None:
+        """The knowledge-base word `word` is most likely a typo of, or None.
+
+        A typo rarely hits the first letter, while a different word a letter or two away
+        often differs there ("dough" is not "rough", "enough" is not "dough"), so only words
+        with the same first letter are considered (and a swapped first pair, "ebnefits").
+        Two edits are accepted only in long words or where letters were left out ("strait",
+        "eflurage"). A four-letter word is corrected only to a stop word ("wich", "meen") or by
+        swapping two letters ("sdie"): too many real words are one letter from a
+        knowledge-base word ("play", "plan").
+        """
+        length = len(word)
+        if length < 4:
+            return None  # too short to tell a typo from another word ("car", "bar")
+        swapped = word[1] + word[0] + word[2:]
+        if swapped in self.phrase_words or self.surface.get(swapped) == "":
+            return swapped
+        limit = 1 if length <= 5 else 2
+        pool: list[str] = []
+        for size in range(length - limit, length + limit + 1):
+            pool.extend(self.by_start.get((word[0], size), ()))
+        found = process.extract(word, pool, scorer=OSA.distance, score_cutoff=limit, limit=8)
+        best: tuple[int, int, str] | None = None
+        for candidate, distance, _index in found:
+            if distance > 1 and length < 8 and len(candidate) <= length:
+                continue
+            if length == 4 and self.surface[candidate] and sorted(candidate) != sorted(word):
+                continue  # "play" is not a typo of "plan"; "sdie" is of "side"
+            # Ties go to the word the knowledge base uses most, then alphabetically so the
+            # choice does not depend on the order of the knowledge files.
+            rank = (int(distance), -self.uses.get(candidate, 0), candidate)
+            if best is None or rank < best:
+                best = rank
+        return None if best is None else best[2]
+
+
 class Matcher:
     """Answer, clarify or fall back for a chat message; see the module docstring."""
 
@@ -267,19 +358,14 @@ class Matcher:
             self._spelling[typed] = knowledge.synonyms.get(meant, meant)
         for typed, meant in knowledge.synonyms.items():
             self._spelling.setdefault(typed, meant)
-        # Surface word -> its term, or "" for a stop word: correcting "wich" to "which" must
-        # make it vanish, not match a topic word one letter away. Filled while the texts are
-        # read, it also saves stemming the same word over and over.
-        self._surface: dict[str, str] = dict.fromkeys(STOP_WORDS | knowledge.ignored_words, "")
-        # How often the knowledge base uses each word: between equally close corrections
-        # the commoner word is the likelier one ("paitents": patients, not parents).
-        self._uses: dict[str, int] = {}
-        # Words of titles, aliases, example questions and out-of-scope phrasings: the ones a
-        # typo is corrected to. A word only an answer uses is a poor guess ("pasta" is not
-        # the "paste" talc makes with oil, "certain" not the "curtain" round a bed).
-        self._phrase_words: set[str] = set()
+        ignored = STOP_WORDS | knowledge.ignored_words
+        # Each text's words are read twice (for the typos, then for the index): once is enough.
+        words_of = cache(self._text_words)
+        self._typo_of = self._example_typos(knowledge, texts, ignored, words_of)
+        vocabulary = self._vocabulary = _Vocabulary(ignored, self._typo_of)
+        self._surface = vocabulary.surface
         entry_fields = [
-            [(weight, text, phrase, self._terms_of(text, phrase))
+            [(weight, text, phrase, vocabulary.terms(words_of(text), phrase))
              for weight, text, phrase in entry]
             for entry in texts
         ]
@@ -430,11 +516,7 @@ class Matcher:
                     strong[term].add(index)
         self._strong_entries = {term: tuple(found) for term, found in strong.items() if found}
 
-        # Correction candidates by first letter and length: a typo keeps both, nearly.
-        self._by_start: dict[tuple[str, int], list[str]] = {}
-        for word, term in self._surface.items():
-            if not term or word in self._phrase_words:
-                self._by_start.setdefault((word[0], len(word)), []).append(word)
+        vocabulary.ready()
         # Sorted knowledge-base words, for completing a half-typed last word in search.
         self._sorted_words = sorted(word for word, term in self._surface.items() if term)
 
@@ -453,59 +535,46 @@ class Matcher:
         word = self._spelling.get(word, word)
         return NUMBER_TOKEN if word.isdigit() else word
 
-    def _terms_of(self, text: str, phrase: bool) -> list[str]:
-        """Content terms of a knowledge-base text, recording each word in the vocabulary;
-        `phrase` when the text is a title, alias or question, not answer text."""
-        terms = []
-        for word in map(self._canonical, self._words_of(text)):
-            self._uses[word] = self._uses.get(word, 0) + 1
-            if phrase:
-                self._phrase_words.add(word)
-            term = self._surface.get(word)
-            if term is None:
-                term = stem(word)
-                # A form of a stop word ("tells", "says") is one too.
-                term = self._surface[word] = "" if term in STOP_WORDS else term
-            if term:
-                terms.append(term)
-        return terms
+    def _text_words(self, text: str) -> tuple[str, ...]:
+        return tuple(map(self._canonical, self._words_of(text)))
+
+    def _example_typos(
+        self, knowledge: KnowledgeBase, texts: list[list[tuple[float, str, bool]]],
+        ignored: Iterable[str], words_of: TextWords,
+    ) -> dict[str, str]:
+        """Typos in people's examples ("sholders", "shuold") and the words they stand for.
+
+        Filed as words of their own, they would point at the one topic whose example has
+        them, and a message with the same typo would not be corrected to the word it
+        means. A word that only examples use, at most EXAMPLE_TYPO_USES times, and that
+        is a typo of a word the author uses (as a message's word would be corrected),
+        counts as both: it may also be a real word the author never needed ("statin").
+        """
+        examples = {text for topic in knowledge.topics.values() for text in topic.examples}
+        authored = _Vocabulary(ignored)
+        for entry in texts:
+            for _weight, text, phrase in entry:
+                if text not in examples:
+                    authored.terms(words_of(text), phrase)
+        authored.ready()
+        known_terms = set(authored.surface.values())
+        uses: dict[str, int] = {}
+        for text in examples:
+            for word in words_of(text):
+                if word not in authored.surface:
+                    uses[word] = uses.get(word, 0) + 1
+        typos = {}
+        for word, count in uses.items():
+            if count > EXAMPLE_TYPO_USES or len(word) > MAX_WORD_LENGTH:
+                continue
+            if stem(word) in known_terms:
+                continue  # another form of a word the author uses ("kneads")
+            meant = authored.correct(word)
+            if meant is not None:
+                typos[word] = meant
+        return typos
 
     # -- the message -------------------------------------------------------------------
-
-    def _correct(self, word: str) -> str | None:
-        """The knowledge-base word `word` is most likely a typo of, or None.
-
-        A typo rarely hits the first letter, while a different word a letter or two away
-        often differs there ("dough" is not "rough", "enough" is not "dough"), so only words
-        with the same first letter are considered (and a swapped first pair, "ebnefits").
-        Two edits are accepted only in long words or where letters were left out ("strait",
-        "eflurage"). A four-letter word is corrected only to a stop word ("wich", "meen") or by
-        swapping two letters ("sdie"): too many real words are one letter from a
-        knowledge-base word ("play", "plan").
-        """
-        length = len(word)
-        if length < 4:
-            return None  # too short to tell a typo from another word ("car", "bar")
-        swapped = word[1] + word[0] + word[2:]
-        if swapped in self._phrase_words or self._surface.get(swapped) == "":
-            return swapped
-        limit = 1 if length <= 5 else 2
-        pool: list[str] = []
-        for size in range(length - limit, length + limit + 1):
-            pool.extend(self._by_start.get((word[0], size), ()))
-        found = process.extract(word, pool, scorer=OSA.distance, score_cutoff=limit, limit=8)
-        best: tuple[int, int, str] | None = None
-        for candidate, distance, _index in found:
-            if distance > 1 and length < 8 and len(candidate) <= length:
-                continue
-            if length == 4 and self._surface[candidate] and sorted(candidate) != sorted(word):
-                continue  # "play" is not a typo of "plan"; "sdie" is of "side"
-            # Ties go to the word the knowledge base uses most, then alphabetically so the
-            # choice does not depend on the order of the knowledge files.
-            rank = (int(distance), -self._uses.get(candidate, 0), candidate)
-            if best is None or rank < best:
-                best = rank
-        return None if best is None else best[2]
 
     def _analyse(self, text: str) -> _Message:
         """The message's content terms, corrected and weighted, in order and without repeats."""
@@ -557,10 +626,14 @@ class Matcher:
                 if term is not None:
                     if term:  # "" is a stop word only the knowledge base spells this way
                         add(position, term, raw, scale, 1.0)
+                        meant = self._typo_of.get(word)
+                        if meant is not None and surface.get(meant):
+                            add(position, surface[meant], raw, scale, self.params.corrected,
+                                corrected=True)
                     continue
                 if corrections < MAX_CORRECTIONS and len(word) <= MAX_WORD_LENGTH:
                     corrections += 1
-                    fixed = self._correct(word)
+                    fixed = self._vocabulary.correct(word)
                     if fixed is not None:
                         if self._surface[fixed]:  # a typo of a stop word ("wich") just vanishes
                             add(position, self._surface[fixed], raw, scale,

@@ -177,6 +177,26 @@ def test_out_of_scope_phrasing_vetoes_even_an_exact_topic_word() -> None:
     assert matcher.match("which engine oil").decision == "fallback"
 
 
+def test_a_typo_in_an_example_still_counts_as_the_word_it_misspells() -> None:
+    # People's examples keep their typos. One filed under pressure spells "shoulders"
+    # badly; a message with the same typo is still about shoulders, not only pressure.
+    neck = Topic(
+        id="neck", kind="general", title="Neck and shoulders", aliases=("shoulders", "neck"),
+        questions=("how do i rub tight shoulders",), answer="Knead the tops of the shoulders.",
+        related=(),
+    )  # fmt: skip
+    pressure = Topic(
+        id="pressure", kind="general", title="How firm to press", aliases=("pressure",),
+        questions=("how hard should i press",), answer="Press as firmly as is comfortable.",
+        related=(), examples=("how hard do i push on her sholdrs",),
+    )  # fmt: skip
+    matcher = Matcher(KnowledgeBase({"neck": neck, "pressure": pressure}, {}))
+    match = matcher.match("her sholdrs are so tight")
+    assert [c.topic for c in match.candidates][:1] == ["neck"]
+    # The example itself now says "shoulders" too, yet stays pressure's first.
+    assert matcher.match("how hard do i push on her sholdrs").topic == "pressure"
+
+
 # -- the real knowledge base -----------------------------------------------------------
 
 KNOWLEDGE = Path(__file__).parent.parent / "knowledge"
