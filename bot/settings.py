@@ -18,7 +18,14 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SWITCH_WORDS = {"on": True, "off": False, "1": True, "0": False, "true": True, "false": False,
                 "yes": True, "no": False}
 DEFAULT_MISSES_KEEP_DAYS = 90
-PACKAGE_KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
+# The knowledge base: knowledge/ beside the package in a checkout, its copy inside the
+# package when installed from a wheel (pyproject.toml's force-include).
+_CHECKOUT_KNOWLEDGE_DIR = Path(__file__).resolve().parent.parent / "knowledge"
+PACKAGE_KNOWLEDGE_DIR = (
+    _CHECKOUT_KNOWLEDGE_DIR
+    if _CHECKOUT_KNOWLEDGE_DIR.is_dir()
+    else Path(__file__).resolve().parent / "bundled_knowledge"
+)
 
 
 # sysexits.h's EX_CONFIG: what will not heal by itself (a bad token, a wrong base URL, bad

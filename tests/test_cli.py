@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,28 @@ def test_the_bots_settings_never_stop_the_chat_or_ask(tmp_path: Path) -> None:
     ran = massage_bot("run", env=env, cwd=tmp_path)
     assert ran.returncode == 78
     assert ran.stderr.startswith("massage-bot: LOG_LEVEL must be one of")
+
+
+def test_a_wheel_install_finds_its_knowledge_base(tmp_path: Path) -> None:
+    # Installed from a wheel there is no checkout around the package: the knowledge base
+    # must travel inside it. A pure-Python wheel installs by unpacking.
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path),
+         str(ROOT)], capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    site = tmp_path / "site"
+    with zipfile.ZipFile(next(tmp_path.glob("massage_bot-*.whl"))) as wheel:
+        wheel.extractall(site)
+    # The unpacked package comes before the checkout on the path; no KNOWLEDGE_DIR points
+    # anywhere else.
+    env = {"PYTHONPATH": str(site), "KNOWLEDGE_DIR": ""}
+    found = subprocess.run(
+        [sys.executable, "-c", "import bot.settings as s; print(s.PACKAGE_KNOWLEDGE_DIR)"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **env}, cwd=tmp_path,
+        check=False,
+    )
+    assert found.stdout.strip() == str(site / "bot" / "bundled_knowledge")
+    asked = massage_bot("ask", "how do i do petrissage", env=env, cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    assert "Petrissage" in asked.stdout
