@@ -105,7 +105,7 @@ FALLBACK = (
     "sessions.\n\n"
     "If you're worried about pain or a health problem, please ask a doctor, nurse or "
     "physiotherapist. If someone has chest pain, can't breathe or has collapsed, stop and "
-    "call 999 now."
+    "call 999 now (112 in most of Europe, 911 in North America, 000 in Australia)."
 )
 
 ASK_PROMPT = (

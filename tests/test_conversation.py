@@ -98,7 +98,10 @@ def test_an_emergency_mid_massage_is_told_to_call_999_before_anything_else(
         assert "Stop" in first_paragraph and "999" in first_paragraph, (message, reply.title)
     # Even a message the bot cannot place ends with what to do in an emergency.
     [reply] = conversation.handle_text(CHAT, "he looks awful and went all floppy").replies
-    assert reply.text.endswith("call 999 now.")
+    last = reply.text.split("\n\n")[-1]
+    assert "call 999 now" in last
+    # Not everyone is in the UK: the other common emergency numbers come with it.
+    assert all(number in last for number in ("112", "911", "000")), last
 
 
 def test_unsure_question_offers_did_you_mean(conversation: Conversation) -> None:
