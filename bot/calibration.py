@@ -65,8 +65,9 @@ UTILITY = {
 DECISION_GRID: dict[str, Sequence[float]] = {
     "answer_probability": [0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.78, 0.8, 0.82, 0.85,
                            0.9, 0.95],
-    "clarify_min": [10.0, 15.0, 20.0, 25.0, 30.0, 35.0],
-    "clarify_spread": [5.0, 10.0, 15.0, 20.0, 25.0, 30.0],
+    # The last fit chose the top of both earlier grids (35 and 30): they reach further now.
+    "clarify_min": [10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0],
+    "clarify_spread": [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0],
     "lone_probability": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "safety_share": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.01],
 }
