@@ -282,7 +282,10 @@ class _Vocabulary:
                 terms.append(term)
                 meant = self.typo_of.get(word)
                 if meant is not None:
-                    meant_term = self.surface.get(meant) or stem(meant)
+                    meant_term = self.surface.get(meant)
+                    if meant_term is None:  # not read yet
+                        meant_term = stem(meant)
+                    # "" for a stop word or one the knowledge base ignores ("resident")
                     if meant_term and meant_term not in STOP_WORDS:
                         terms.append(meant_term)
         return terms
