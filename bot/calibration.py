@@ -65,8 +65,11 @@ UTILITY = {
 DECISION_GRID: dict[str, Sequence[float]] = {
     "answer_probability": [0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.72, 0.74, 0.76, 0.78, 0.8, 0.82, 0.85,
                            0.9, 0.95],
-    # The last fit chose the top of both earlier grids (35 and 30): they reach further now.
-    "clarify_min": [10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0],
+    # At most 35 by design: the utility prefers a fallback to a did-you-mean that may miss
+    # (45 when allowed), but then a plain safety question ("he takes warfarin, is kneading
+    # ok") gets "sorry, I can't help" instead of the safety topic to choose.
+    "clarify_min": [10.0, 15.0, 20.0, 25.0, 30.0, 35.0],
+    # The last fit chose the top of the earlier grid (30): it reaches further now.
     "clarify_spread": [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0],
     "lone_probability": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01],
     "safety_share": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.01],
