@@ -225,6 +225,9 @@ class KnowledgeBase:
     variants: Mapping[str, Variant] = field(default_factory=dict)
     synonyms: Mapping[str, str] = field(default_factory=dict)  # word people use -> word meant
     ignored_words: frozenset[str] = frozenset()
+    # Topic id -> phrasings that are an emergency wherever they come in a message ("tight
+    # chest"): answered with that topic at once, never asked back.
+    urgent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     smalltalk: tuple[SmallTalk, ...] = ()
     pictures: Mapping[str, Picture] = field(default_factory=dict)
 
@@ -616,16 +619,26 @@ _WORD = re.compile(r"^[a-z0-9]+$")
 
 
 def _parse_vocabulary(
-    node: Any, file: str, line: int, synonyms: dict[str, str], ignored: set[str], out: _Collector
+    node: Any, file: str, line: int, synonyms: dict[str, str], ignored: set[str],
+    urgent: list[tuple[str, int, str, tuple[str, ...]]], out: _Collector,
 ) -> None:
     if not isinstance(node, _Node):
         out.add(file, line, "vocabulary", "must be a mapping with synonyms and ignore")
         return
     for key in node:
-        if key not in ("synonyms", "ignore"):
+        if key not in ("synonyms", "ignore", "urgent"):
             out.add(file, _line_of(node, key), f"vocabulary.{key}",
-                    "unknown key; expected synonyms or ignore")
-    raw = node.get("synonyms", {})
+                    "unknown key; expected synonyms, ignore or urgent")
+    raw_urgent = node.get("urgent", _Node())
+    if not isinstance(raw_urgent, _Node):
+        out.add(file, _line_of(node, "urgent"), "vocabulary.urgent",
+                "must be a mapping of a topic id to its emergency phrasings")
+        raw_urgent = _Node()
+    for topic_id in raw_urgent:
+        phrasings = _texts(raw_urgent, str(topic_id), file, "vocabulary.urgent", out)
+        if phrasings:
+            urgent.append((file, _line_of(raw_urgent, str(topic_id)), str(topic_id), phrasings))
+    raw = node.get("synonyms", _Node())
     if not isinstance(raw, _Node):
         out.add(file, _line_of(node, "synonyms"), "vocabulary.synonyms",
                 "must be a mapping of a word to the words people use for it")
@@ -1129,6 +1142,7 @@ def check_knowledge(
     out_of_scope: list[str] = []
     synonyms: dict[str, str] = {}
     ignored: set[str] = set()
+    urgent: list[tuple[str, int, str, tuple[str, ...]]] = []  # (file, line, topic id, texts)
     smalltalk: list[SmallTalk] = []
     pictures: dict[str, Picture] = {}
     picture_refs: list[tuple[str, int, str, str]] = []  # file, line, field, picture id
@@ -1237,7 +1251,8 @@ def check_knowledge(
                           "an out-of-scope phrasing")
         if "vocabulary" in data:
             _parse_vocabulary(
-                data["vocabulary"], label, _line_of(data, "vocabulary"), synonyms, ignored, out
+                data["vocabulary"], label, _line_of(data, "vocabulary"), synonyms, ignored,
+                urgent, out,
             )
         if "examples" in data:
             examples += _parse_examples(data["examples"], label, _line_of(data, "examples"), out)
@@ -1275,6 +1290,13 @@ def check_knowledge(
             continue
         topic = topics[topic_id]
         topics[topic_id] = replace(topic, examples=topic.examples + phrasings)
+    urgent_phrasings: dict[str, tuple[str, ...]] = {}
+    for label, line, topic_id, phrasings in urgent:
+        if topic_id not in topics:
+            out.add(label, line, f"vocabulary.urgent.{topic_id}",
+                    f"unknown topic id {topic_id!r}", missing=topic_id)
+            continue
+        urgent_phrasings[topic_id] = urgent_phrasings.get(topic_id, ()) + phrasings
 
     if require_contract:
         where = str(directory)
@@ -1295,6 +1317,7 @@ def check_knowledge(
         variants=variants,
         synonyms=synonyms,
         ignored_words=frozenset(ignored),
+        urgent=urgent_phrasings,
         smalltalk=tuple(smalltalk),
         pictures=pictures,
     )

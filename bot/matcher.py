@@ -241,6 +241,7 @@ class Assessment:
     features: tuple[float, ...] = ()  # the decision model's inputs, in FEATURES order
     safety_share: float = 0.0  # how much of the message is in safety words
     exact: int = -1  # the entry one of whose phrasings the message says exactly, if only one
+    urgent: int = -1  # the entry answering an emergency the message says
 
 
 class _Vocabulary:
@@ -331,6 +332,40 @@ class _Vocabulary:
             if best is None or rank < best:
                 best = rank
         return None if best is None else best[2]
+
+
+class _PhraseIndex:
+    """Phrasings (term sets) a message says when their words come close together.
+
+    Closeness matters: "face massage" is out of scope, "lie face down for the massage" is
+    not, and "a clot in his leg, can I still massage his back" is not "leg massage". A
+    phrasing's words must all fall within its length plus PHRASE_SLACK words.
+    """
+
+    def __init__(self, phrases: Iterable[frozenset[str]]) -> None:
+        phrases = list(phrases)
+        self.terms = frozenset().union(*phrases)
+        # Each phrasing filed under its rarest term: a message can only say the phrasings
+        # filed under terms it holds.
+        uses: dict[str, int] = {}
+        for phrase in phrases:
+            for term in phrase:
+                uses[term] = uses.get(term, 0) + 1
+        self.by_term: dict[str, list[frozenset[str]]] = {}
+        for phrase in phrases:
+            self.by_term.setdefault(min(sorted(phrase), key=uses.__getitem__), []).append(phrase)
+
+    def said(self, sequence: Sequence[tuple[int, str]]) -> frozenset[str] | None:
+        """The first phrasing the message's (position, term) sequence says, or None."""
+        hits = [(at, term) for at, term in sequence if term in self.terms]
+        said = frozenset(term for _at, term in hits)
+        for phrase in itertools.chain.from_iterable(self.by_term.get(t, ()) for t in said):
+            if not phrase <= said:
+                continue
+            found = [(at, term) for at, term in hits if term in phrase]
+            if _close_together(found, len(phrase), len(phrase) - 1 + PHRASE_SLACK):
+                return phrase
+        return None
 
 
 class Matcher:
@@ -451,27 +486,14 @@ class Matcher:
             frozenset(terms) for _weight, _text, _phrase, terms in entry_fields[-1] if terms
         }
         self._out_of_scope_exact = {_term_set(terms) for terms in out_of_scope_sets}
-        self._out_of_scope = [
-            phrase
-            for phrase in out_of_scope_sets
-            if not phrase <= topic_words
-        ]
+        self._out_of_scope = _PhraseIndex(
+            phrase for phrase in out_of_scope_sets if not phrase <= topic_words
+        )
         self._champions = {
             term: heapq.nlargest(PRUNE_KEEP, postings, key=postings.__getitem__)
             for term, postings in self._postings.items()
             if len(postings) > PRUNE_POSTINGS
         }
-        self._out_of_scope_terms = frozenset().union(*self._out_of_scope)
-        # Each phrasing filed under its rarest term: a message can only say the phrasings
-        # filed under terms it holds.
-        phrasings_using: dict[str, int] = {}
-        for phrase in self._out_of_scope:
-            for term in phrase:
-                phrasings_using[term] = phrasings_using.get(term, 0) + 1
-        self._out_of_scope_by_term: dict[str, list[frozenset[str]]] = {}
-        for phrase in self._out_of_scope:
-            rarest = min(sorted(phrase), key=phrasings_using.__getitem__)
-            self._out_of_scope_by_term.setdefault(rarest, []).append(phrase)
         # Words only out-of-scope phrasings use ("car", "hair").
         self._foreign_only = frozenset(
             term for term, postings in self._postings.items() if postings.keys() == {foreign}
@@ -534,6 +556,17 @@ class Matcher:
         self._smalltalk_by_start: dict[str, list[str]] = {}
         for word in self._smalltalk_words:
             self._smalltalk_by_start.setdefault(word[0], []).append(word)
+
+        # Emergencies ("tight chest", "passed out"), read as a message's words are, each
+        # with the entry that answers it.
+        self._urgent_entry: dict[frozenset[str], int] = {}
+        for topic_id, phrasings in knowledge.urgent.items():
+            entry = self._ids.index(topic_id)
+            for text in phrasings:
+                terms = frozenset(term for _at, term in self._analyse(text).sequence)
+                if terms:
+                    self._urgent_entry.setdefault(terms, entry)
+        self._urgent = _PhraseIndex(self._urgent_entry)
 
     def _canonical(self, word: str) -> str:
         word = self._spelling.get(word, word)
@@ -671,25 +704,10 @@ class Matcher:
         return None
 
     def _out_of_scope_phrase(self, message: _Message) -> bool:
-        """Whether the message says one of the out-of-scope phrasings, words close together.
-
-        Closeness matters: "face massage" is out of scope, "lie face down for the massage"
-        is not, and "a clot in his leg, can I still massage his back" is not "leg massage".
-        A phrasing's words must all fall within its length plus PHRASE_SLACK words.
-        """
+        """Whether the message says one of the out-of-scope phrasings (see _PhraseIndex)."""
         if _term_set(term for _at, term in message.sequence) in self._out_of_scope_exact:
             return True  # the whole message is one of them, even "what time is it"
-        hits = [(at, term) for at, term in message.sequence if term in self._out_of_scope_terms]
-        said = frozenset(term for _at, term in hits)
-        for phrase in itertools.chain.from_iterable(
-            self._out_of_scope_by_term.get(term, ()) for term in said
-        ):
-            if not phrase <= said:
-                continue
-            found = [(at, term) for at, term in hits if term in phrase]
-            if _close_together(found, len(phrase), len(phrase) - 1 + PHRASE_SLACK):
-                return True
-        return False
+        return self._out_of_scope.said(message.sequence) is not None
 
     def _split(self, word: str) -> tuple[str, str] | None:
         """Two knowledge-base terms run together ("backrub"), or None."""
@@ -886,13 +904,15 @@ class Matcher:
         talk = self._smalltalk_of(message)
         if talk is not None:
             return Assessment(message, smalltalk=talk)
-        if self._out_of_scope_phrase(message):
+        said_urgent = self._urgent.said(message.sequence)
+        urgent = -1 if said_urgent is None else self._urgent_entry[said_urgent]
+        if urgent < 0 and self._out_of_scope_phrase(message):
             # The message says a phrasing the knowledge base says never to answer ("knead
             # bread dough"): whatever else it shares with a topic is incidental.
             return Assessment(message, vetoed=True)
         said = _term_set(term for _at, term in message.sequence)
         exact = self._said_by_one.get(said, -1) if all(t.known for t in message.terms) else -1
-        scored = self._score(message.terms, RERANK_POOL, exact)
+        scored = self._score(message.terms, RERANK_POOL, urgent if urgent >= 0 else exact)
         if message.question and self.params.question_view:
             # The question alone may point more clearly than the story around it ("...she
             # loves a back rub before she settles. Once it's over, what should I do?"): each
@@ -906,6 +926,10 @@ class Matcher:
                     best[s.index] = s
             scored = sorted(best.values(), key=lambda s: s.score, reverse=True)
         topics = tuple(s for s in scored if self._ids[s.index] is not None)
+        if urgent >= 0 and all(s.index != urgent for s in topics):
+            # An emergency in words its topic never uses ("gasping for air") is still one.
+            return Assessment(message, topics=(_Scored(urgent, 0.0, False, -1, 0.0, 0.0),),
+                              urgent=urgent)
         if not topics:
             return Assessment(message)
         out_of_scope = next((s.score for s in scored if self._ids[s.index] is None), 0.0)
@@ -942,7 +966,7 @@ class Matcher:
         )
         safety = self._safety_share(known_mass)
         return Assessment(message, topics=topics, out_of_scope=out_of_scope,
-                          features=features, safety_share=safety, exact=exact)
+                          features=features, safety_share=safety, exact=exact, urgent=urgent)
 
     def decide(self, assessment: Assessment, params: Params | None = None) -> Match:
         """The decision for an assessed message; `params` overrides the decision thresholds
@@ -951,6 +975,11 @@ class Matcher:
         if assessment.smalltalk is not None:
             return Match("smalltalk", None, (), smalltalk=assessment.smalltalk)
         topics = assessment.topics
+        urgent = next((s for s in topics if s.index == assessment.urgent), None)
+        if urgent is not None:
+            # An emergency is answered at once, however the rest of the message reads.
+            return Match("answer", self._ids[urgent.index],
+                         (self._candidate(urgent, assessment.message),))
         if not topics:
             return Match("fallback", None, ())
         top = topics[0]

@@ -517,6 +517,17 @@ def test_a_vocabulary_problem_points_at_the_word(tmp_path: Path) -> None:
     ]
 
 
+def test_an_urgent_phrasing_problem_points_at_its_topic(tmp_path: Path) -> None:
+    text = "vocabulary:\n  urgent:\n    when-to-stop:\n      - chest pain\n" \
+           "    nope: chest pain\n"
+    problems = problems_of(write_kb(tmp_path, vocabulary=text))
+    assert problems == [
+        "knowledge/vocabulary.yaml:5: vocabulary.urgent.nope: must be a list of strings",
+        "knowledge/vocabulary.yaml:3: vocabulary.urgent.when-to-stop: unknown topic id "
+        "'when-to-stop'",
+    ]
+
+
 def test_check_reports_a_syntax_error_once_from_the_command_line(tmp_path: Path) -> None:
     # The real knowledge base with one slip in the file that defines the techniques, which
     # every other file refers to and the contract requires.

@@ -197,6 +197,27 @@ def test_a_typo_in_an_example_still_counts_as_the_word_it_misspells() -> None:
     assert matcher.match("how hard do i push on her sholdrs").topic == "pressure"
 
 
+def test_an_emergency_inside_a_message_is_answered_at_once() -> None:
+    stop = Topic(
+        id="stop", kind="safety", title="When to stop", aliases=("tight chest", "dizzy"),
+        questions=("when should i stop",), answer="Stop and call for help.", related=(),
+    )  # fmt: skip
+    oil = Topic(
+        id="oil", kind="equipment", title="Oil", aliases=("massage oil",),
+        questions=("which oil should i use",), answer="Sunflower oil.", related=(),
+    )  # fmt: skip
+    knowledge = KnowledgeBase({"stop": stop, "oil": oil}, {}, out_of_scope=("car oil",),
+                              urgent={"stop": ("tight chest",)})
+    matcher = Matcher(knowledge)
+    # A long message mostly about something else, even one the bot refuses (car oil), with
+    # an emergency in it: the emergency is what gets answered.
+    for text in ("i was rubbing the oil in and now he says his chest feels tight and sore",
+                 "got car oil on my hands and she has a tight chest all of a sudden"):
+        assert matcher.match(text).topic == "stop", text
+    # The same words apart are not the emergency.
+    assert matcher.match("which oil should i use, the tight one or chest rub").topic != "stop"
+
+
 # -- the real knowledge base -----------------------------------------------------------
 
 KNOWLEDGE = Path(__file__).parent.parent / "knowledge"
@@ -302,11 +323,13 @@ def test_real_knowledge_base_long_input_does_not_crash(real: Matcher) -> None:
 
 def test_dev_set_keeps_wrong_and_false_answers_rare(real: Matcher) -> None:
     """A guard on the safety targets: wrong answers are worse than asking back. The dev set
-    was tuned on, so its direct rate is a guard against breakage, not evidence (README)."""
+    was tuned on, so its direct rate is a guard against breakage, not evidence (README):
+    the refit on waves 1-6 took it from 83% to 80%, every miss a did-you-mean offering the
+    right topic, for fewer out-of-scope answers in cross-validation."""
     report = evaluate(load_questions(DEV_QUESTIONS), real)
     assert report.wrong_answer <= 3.0, format_report(report)
     assert report.false_answer <= 10.0, format_report(report)
-    assert report.direct_correct >= 80.0, format_report(report)
+    assert report.direct_correct >= 75.0, format_report(report)
 
 
 @pytest.mark.parametrize("name", ["heldout-like.yaml", "heldout-2.yaml"])
