@@ -17,7 +17,9 @@ How a message is scored (every index is built once, in the constructor):
 3. Topic score = how much of the message the topic's vocabulary explains (titles and aliases
    count fully, questions, examples and answer text less), blended with how closely the
    message matches the topic's single nearest phrasing. A message that tells a story and asks
-   a question is also scored on its question alone; each topic keeps its better score.
+   a question can also be scored on its question alone, each topic keeping its better score
+   (`question_view`; the last fit turned it off: the condition before a bare "is it ok?"
+   matters more than the question sentence's own words).
 4. Decision: a logistic model of "the best topic is right" over a few features of the
    ranking (its lead over the nearest out-of-scope phrasing, its share of the nearest
    phrasings across topics, how much of the message is unknown, ...). It answers when that
@@ -218,6 +220,13 @@ class _Message:
     sequence: tuple[tuple[int, str], ...]  # (word position, term) in order, repeats kept
     words: tuple[str, ...]  # every word, canonical, stop words kept (for small talk)
     question: list[_Term]  # the terms of its question sentences, when it also tells a story
+    # (position, term) of the sequence read from two words run together ("bed sores" as
+    # "bedsores"): not words of the message as a phrasing would be read
+    joined: frozenset[tuple[int, str]] = frozenset()
+
+    def said(self) -> tuple[str, ...]:
+        """Its terms as a set, read as the knowledge base's phrasings are (no joined words)."""
+        return _term_set(term for at, term in self.sequence if (at, term) not in self.joined)
 
 
 class _Scored(NamedTuple):  # a dozen a question: a tuple is cheaper to make than a dataclass
@@ -255,6 +264,7 @@ class _Vocabulary:
         # make it vanish, not match a topic word one letter away. Filled while the texts are
         # read, it also saves stemming the same word over and over.
         self.surface: dict[str, str] = dict.fromkeys(ignored, "")
+        self.ignored = frozenset(self.surface)
         # How often the knowledge base uses each word: between equally close corrections
         # the commoner word is the likelier one ("paitents": patients, not parents).
         self.uses: dict[str, int] = {}
@@ -276,9 +286,7 @@ class _Vocabulary:
                 self.phrase_words.add(word)
             term = self.surface.get(word)
             if term is None:
-                term = stem(word)
-                # A form of a stop word ("tells", "says") is one too.
-                term = self.surface[word] = "" if term in STOP_WORDS else term
+                term = self.surface[word] = self.term_of(word)
             if term:
                 terms.append(term)
                 meant = self.typo_of.get(word)
@@ -290,6 +298,12 @@ class _Vocabulary:
                     if meant_term and meant_term not in STOP_WORDS:
                         terms.append(meant_term)
         return terms
+
+    def term_of(self, word: str) -> str:
+        """A new word's term: its stem, or "" when that is a stop word or one the knowledge
+        base ignores; a form of one is one too ("tells", "says"; "ladies", "dads")."""
+        term = stem(word)
+        return "" if term in self.ignored else term
 
     def ready(self) -> None:
         """Index the correction candidates, once every text is read."""
@@ -617,6 +631,7 @@ class Matcher:
         """The message's content terms, corrected and weighted, in order and without repeats."""
         terms: dict[str, _Term] = {}
         sequence: list[tuple[int, str]] = []
+        joins: set[tuple[int, str]] = set()
         all_words: list[str] = []
         story = self.params.story
 
@@ -657,6 +672,7 @@ class Matcher:
                     joined = surface.get(previous + word)
                     if joined:
                         add(position, joined, previous + word, scale, 1.0)
+                        joins.add((position, joined))
                 previous = word
                 if term is None:
                     term = self._known_term(word)
@@ -684,14 +700,15 @@ class Matcher:
                         continue
                 add(position, stem(word), raw, scale, 1.0, known=False)
         return _Message(
-            list(terms.values()), tuple(sequence), tuple(all_words), list(asked.values())
+            list(terms.values()), tuple(sequence), tuple(all_words), list(asked.values()),
+            frozenset(joins),
         )
 
     def _known_term(self, word: str) -> str | None:
         """The term of a word the knowledge base never spells this way, if one of its forms
-        is known: "" for a stop word, None if nothing is."""
+        is known: "" for a stop word or an ignored one, None if nothing is."""
         stemmed = stem(word)
-        if stemmed in STOP_WORDS:
+        if stemmed in self._vocabulary.ignored:
             return ""
         if stemmed in self._idf:
             return stemmed
@@ -705,7 +722,7 @@ class Matcher:
 
     def _out_of_scope_phrase(self, message: _Message) -> bool:
         """Whether the message says one of the out-of-scope phrasings (see _PhraseIndex)."""
-        if _term_set(term for _at, term in message.sequence) in self._out_of_scope_exact:
+        if message.said() in self._out_of_scope_exact:
             return True  # the whole message is one of them, even "what time is it"
         return self._out_of_scope.said(message.sequence) is not None
 
@@ -910,7 +927,7 @@ class Matcher:
             # The message says a phrasing the knowledge base says never to answer ("knead
             # bread dough"): whatever else it shares with a topic is incidental.
             return Assessment(message, vetoed=True)
-        said = _term_set(term for _at, term in message.sequence)
+        said = message.said()
         exact = self._said_by_one.get(said, -1) if all(t.known for t in message.terms) else -1
         scored = self._score(message.terms, RERANK_POOL, urgent if urgent >= 0 else exact)
         if message.question and self.params.question_view:

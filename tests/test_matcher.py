@@ -218,6 +218,26 @@ def test_an_emergency_inside_a_message_is_answered_at_once() -> None:
     assert matcher.match("which oil should i use, the tight one or chest rub").topic != "stop"
 
 
+def test_a_plural_or_possessive_of_an_ignored_word_says_who_not_what() -> None:
+    # "lady" only says who the rub is for; "ladies" and "dad's" must not become topic words
+    # that pull whichever topic's examples happened to use them.
+    duration = Topic(
+        id="duration", kind="general", title="How long", aliases=("how long",),
+        questions=("how long should it take",), answer="About ten minutes.", related=(),
+        examples=("how long for each of my ladies", "my ladies at the home like it long",
+                  "my dad's rub, how long"),
+    )  # fmt: skip
+    aftercare = Topic(
+        id="aftercare", kind="general", title="Afterwards", aliases=("aftercare",),
+        questions=("what do i do once the rub is over",), answer="Cover them up.", related=(),
+    )  # fmt: skip
+    matcher = Matcher(KnowledgeBase({"duration": duration, "aftercare": aftercare}, {},
+                                    ignored_words=frozenset({"lady", "dad"})))
+    for text in ("my ladies", "for my dad's"):
+        assert matcher.match(text).decision == "fallback", text
+    assert matcher.match("my ladies: what do i do once the rub is over").topic == "aftercare"
+
+
 # -- the real knowledge base -----------------------------------------------------------
 
 KNOWLEDGE = Path(__file__).parent.parent / "knowledge"
