@@ -84,10 +84,10 @@ RANKING_GRID: dict[str, Sequence[float]] = {
     # Below 1 by design: the question sentence must outweigh the story around it (a night
     # carer's story of her shift must not outvote "what do I do once the rub is over").
     "story": [0.35, 0.5, 0.7, 0.85],
-    # Near 1 by design, for the same reason: the question sentence is always weighed on its
-    # own. On the labelled sets 0 (no such view) scores higher (10-fold CV +2 points direct),
-    # but then the night carer's story above is answered with duration.
-    "question_view": [0.9, 1.0],
+    # 0 turns the question-alone view off. It once let the night carer's story above outvote
+    # her question, through "ladies" (a plural of the ignored "lady" counted as a topic word
+    # then); with that fixed, 0 scores best and keeps her question right.
+    "question_view": [0.0, 0.8, 0.9, 1.0],
     "safety_boost": [0.0, 0.25, 0.5],
     "specificity": [0.0, 0.25, 0.5],
     "length_norm": [0.0, 0.1, 0.2],
