@@ -57,7 +57,8 @@ from bot.telegram_net import Backoff, Outcome, describe, outcome_of
 log = logging.getLogger(__name__)
 
 
-# Delivered rows deleted in one go while the sender is busy (it deletes them all when idle).
+# Delivered rows are deleted with the sender's next commit, or once nothing is in flight;
+# at most this many wait for either.
 FINISHED_PER_COMMIT = 64
 # The Bot API methods the outbox calls (and repeats itself).
 OUTBOX_METHODS = frozenset({"sendMessage", "editMessageText", "sendPhoto", "editMessageMedia",
@@ -317,19 +318,22 @@ class Outbox:
                 task.add_done_callback(self._tasks.discard)
             if going:
                 continue
-            self._commit_progress(tidy=True)  # nothing goes out now: time to tidy the table
+            # Nothing goes out now. With requests still in flight their finishing wakes this
+            # loop again, and what is done rides the next commit; once none is, tidy up.
+            self._commit_progress(tidy=not self._in_flight)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
 
     def _commit_progress(self, going: Sequence[Pending] = (), tidy: bool = False) -> None:
-        """Commit that `going` is on its way; and, when tidying or enough piled up, delete
-        what is done (one delete of many costs little more than one of one)."""
+        """Commit that `going` is on its way, and delete what is done in the same commit; a
+        commit only for deleting is made when tidying or enough piled up (a commit costs
+        more than the few deletes riding it)."""
         sending = [p.row_id for p in going if p.target is None and not p.attempted]
         tidy = tidy or len(self._finished) >= FINISHED_PER_COMMIT
         if not (sending or (tidy and self._finished)):
             return
-        finished, self._finished = (self._finished, []) if tidy else ([], self._finished)
+        finished, self._finished = self._finished, []
         try:
             self.store.record_outgoing(attempted=sending, delivered=finished)
         except StoreError as error:
