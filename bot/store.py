@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_BUSY_TIMEOUT = 5.0
+CACHE_KIB = 512  # SQLite's page cache for the one connection
 # Telegram re-delivers an update for at most a day; two days leaves a margin for clock skew.
 SEEN_UPDATES_KEEP_SECONDS = 2 * 24 * 3600.0
 # A guided session nobody has moved on for this long is over: a message, a button press or a
@@ -290,6 +291,10 @@ class Store:
                 # NORMAL under WAL: durable across a crash of this process (kill -9), not
                 # across a power cut; see the module docstring.
                 db.execute("PRAGMA synchronous=NORMAL")
+                # The hot pages are few (the newest rows of a handful of tables); the rest
+                # come from the OS's file cache when needed. SQLite's default 2 MiB cache
+                # filled with outbox rows waiting in a backlog (bench/bench_telegram.py).
+                db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             store._migrate()
         except StoreError:
             store.close()
@@ -537,6 +542,12 @@ class Store:
             for row_id, chat_id, target, body, priority, supersedable, attempted, created_at
             in rows
         ]
+
+    def outgoing_body(self, row_id: int) -> str | None:
+        """The body of one undelivered message, or None when it is not in the table."""
+        with self._locked() as db:
+            row = db.execute("SELECT body FROM outbox WHERE id = ?", (row_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     def mark_attempted(self, row_id: int, attempted: bool = True) -> None:
         """The row is about to go out: after a crash nobody can tell whether it arrived.

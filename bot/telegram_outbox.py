@@ -29,6 +29,8 @@ The sender delivers each chat's messages one at a time, in order, and chats side
   wait, they are dropped, so after an outage the person sees where the session is now, not
   every step it went through meanwhile. Answers to questions are never dropped.
 - After a restart the rows left in the table go first (`Priority.HELD_OVER`).
+- Memory. Beyond the first `KEPT_IN_MEMORY` waiting messages, a message's parameters are
+  only in its row, read back when its turn comes: a backlog costs the table, not memory.
 - Photos (bot/telegram_pictures.py) are rows like any other: sent, edited, repeated and
   superseded by the same rules; a row of kind "markup" only changes a message's buttons.
 """
@@ -60,6 +62,11 @@ log = logging.getLogger(__name__)
 # Delivered rows are deleted with the sender's next commit, or once nothing is in flight;
 # at most this many wait for either.
 FINISHED_PER_COMMIT = 64
+# Messages whose parameters stay in memory while they wait; beyond these, a waiting message
+# is only in the table and read back when its turn comes, so a backlog of thousands (the
+# flood limit, an outage) costs the table's pages, not the process's memory (bench:
+# 3,000 replies queued at once held ~10 MiB of rendered messages).
+KEPT_IN_MEMORY = 64
 # The Bot API methods the outbox calls (and repeats itself).
 OUTBOX_METHODS = frozenset({"sendMessage", "editMessageText", "sendPhoto", "editMessageMedia",
                             "editMessageReplyMarkup"})
@@ -121,7 +128,7 @@ class OutboxOptions:
     stop_grace_seconds: float = 5.0
 
 
-@dataclass
+@dataclass(slots=True)  # thousands may wait at once (see KEPT_IN_MEMORY)
 class Pending:
     """One outbox row as the sender tracks it."""
 
@@ -129,8 +136,9 @@ class Pending:
     chat_id: int
     target: int | None  # the message to edit, or None to send a new one
     # text, parse_mode, reply_markup; a photo's are kind "photo", picture, caption, parse_mode,
-    # reply_markup (bot/telegram_pictures.py); kind "markup" has only reply_markup.
-    params: dict[str, Any]
+    # reply_markup (bot/telegram_pictures.py); kind "markup" has only reply_markup. None:
+    # only in the table (see KEPT_IN_MEMORY).
+    params: dict[str, Any] | None
     priority: Priority
     supersedable: bool
     attempted: bool
@@ -142,8 +150,8 @@ class Pending:
     def of(cls, row: OutboxRow, priority: Priority | None = None) -> Pending:
         return cls(
             row_id=row.row_id, chat_id=row.chat_id, target=row.target,
-            params=json.loads(row.body), priority=Priority(row.priority if priority is None
-                                                          else priority),
+            params=None,  # read back when its turn comes
+            priority=Priority(row.priority if priority is None else priority),
             supersedable=row.supersedable, attempted=row.attempted, created_at=row.created_at,
         )
 
@@ -363,6 +371,8 @@ class Outbox:
             self._wake.set()
 
     def _enqueue(self, pending: Pending) -> None:
+        if len(self._by_id) >= KEPT_IN_MEMORY:
+            pending.params = None  # its row has them
         self._by_id[pending.row_id] = pending
         self._queues.setdefault(pending.chat_id, deque()).append(pending)
 
@@ -426,14 +436,19 @@ class Outbox:
 
     async def _deliver(self, pending: Pending) -> None:
         error: BaseException | None = None
+        params = pending.params
         try:
-            if pending.target is None:
+            if params is None:
+                params = self._read_back(pending)
+            if params is None:
+                pass  # its row is gone (pruned, or the chat forgotten): nothing to deliver
+            elif pending.target is None:
                 if not pending.attempted:  # the commit before it went out failed
                     pending.attempted = True
                     self.store.mark_attempted(pending.row_id)
-                await self._send(pending)
+                await self._send(pending, params)
             else:
-                await self._edit(pending, pending.target)
+                await self._edit(pending, pending.target, params)
         except (TelegramError, StoreError) as failure:
             error = failure
         except Exception as failure:  # a bug: log it, and never retry it in a loop
@@ -443,7 +458,7 @@ class Outbox:
         finally:
             self._in_flight.discard(pending.chat_id)
         try:
-            self._settle(pending, error)
+            self._settle(pending, error, params or {})
         except StoreError as store_error:
             log.error("outbox: %s", store_error)
             self._retry_later(pending, store_error)
@@ -453,16 +468,20 @@ class Outbox:
         self._schedule(pending.chat_id)
         self._wake.set()
 
-    async def _send(self, pending: Pending) -> None:
-        params = dict(pending.params)
+    def _read_back(self, pending: Pending) -> dict[str, Any] | None:
+        body = self.store.outgoing_body(pending.row_id)
+        return None if body is None else json.loads(body)
+
+    async def _send(self, pending: Pending, params: dict[str, Any]) -> None:
+        params = dict(params)
         kind = params.pop("kind", "text")
         if kind == "photo":
             await self.transport.send_photo(pending.chat_id, **params)
         elif kind != "markup":  # a message whose buttons were to go is gone: nothing to do
             await self.transport.send_text(pending.chat_id, **params)
 
-    async def _edit(self, pending: Pending, target: int) -> None:
-        params = dict(pending.params)
+    async def _edit(self, pending: Pending, target: int, params: dict[str, Any]) -> None:
+        params = dict(params)
         kind = params.pop("kind", "text")
         if kind == "photo":
             await self.transport.edit_photo(pending.chat_id, target, **params)
@@ -471,7 +490,9 @@ class Outbox:
         else:
             await self.transport.edit_text(pending.chat_id, target, **params)
 
-    def _settle(self, pending: Pending, error: BaseException | None) -> None:
+    def _settle(
+        self, pending: Pending, error: BaseException | None, params: dict[str, Any]
+    ) -> None:
         chat_id = pending.chat_id
         if error is None:
             self._done(pending)
@@ -518,7 +539,7 @@ class Outbox:
         else:
             log.warning("Telegram refused a message for chat %s: %s", chat_id, describe(error))
             self._done(pending)
-            self.on_refused(chat_id, pending.params)
+            self.on_refused(chat_id, params)
 
     def _retry_later(self, pending: Pending, error: BaseException) -> None:
         if pending.created_at < self.wall() - self.options.keep_seconds:

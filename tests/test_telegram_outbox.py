@@ -15,7 +15,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Time
 from bot.store import Store
 from bot.telegram_flood import JITTER_SECONDS, FloodLimiter, FloodLimits, TokenBucket
 from bot.telegram_net import Backoff, ServerError
-from bot.telegram_outbox import Outbox, OutboxOptions, Priority
+from bot.telegram_outbox import KEPT_IN_MEMORY, Outbox, OutboxOptions, Priority
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
@@ -279,6 +279,37 @@ async def test_after_a_restart_what_was_left_goes_first_and_unknown_sends_stay_u
         await rig.outbox.stop()
         rig.store.close()
 
+
+
+async def test_a_backlog_waits_in_the_table_and_goes_out_in_order_and_whole(rig: Rig) -> None:
+    backlog = 3 * KEPT_IN_MEMORY
+    texts = {chat_id: [f"chat {chat_id} message {n}: ünïcode" for n in range(backlog)]
+             for chat_id in (1, 2)}
+    for n in range(backlog):
+        for chat_id in (1, 2):
+            rig.add(chat_id, texts[chat_id][n])
+    rig.bot.failures[texts[2][-1]] = [BadRequest("Can't parse entities: unclosed tag")]
+    # Memory holds only the first few messages' parameters; the table holds them all.
+    held = sum(pending.params is not None for pending in rig.outbox._by_id.values())
+    assert rig.outbox.waiting == 2 * backlog and held <= KEPT_IN_MEMORY
+    rig.outbox.start()
+    await rig.bot.until(lambda: len(rig.bot.calls) == 2 * backlog)
+    await rig.settle()
+    for chat_id in (1, 2):
+        assert [s.text for s in rig.bot.calls if s.chat_id == chat_id] == texts[chat_id]
+    assert rig.refused == [2]  # told about, from what was read back
+    assert rig.store.outgoing() == []
+
+
+async def test_a_waiting_message_whose_row_is_gone_is_not_sent(rig: Rig) -> None:
+    rig.add(1, *(f"m{n}" for n in range(KEPT_IN_MEMORY + 2)))
+    last = max(rig.outbox._by_id)
+    rig.store.delete_outgoing([last])  # e.g. the store's retention dropped it
+    rig.outbox.start()
+    await rig.bot.until(lambda: len(rig.bot.calls) == KEPT_IN_MEMORY + 1)
+    await rig.settle()
+    assert rig.bot.texts == [f"m{n}" for n in range(KEPT_IN_MEMORY + 1)]
+    assert rig.outbox.waiting == 0
 
 def test_a_token_bucket_allows_its_burst_then_its_rate() -> None:
     bucket = TokenBucket.full(rate=1.0, capacity=3, now=0.0)
