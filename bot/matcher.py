@@ -293,9 +293,8 @@ class _Vocabulary:
                 if meant is not None:
                     meant_term = self.surface.get(meant)
                     if meant_term is None:  # not read yet
-                        meant_term = stem(meant)
-                    # "" for a stop word or one the knowledge base ignores ("resident")
-                    if meant_term and meant_term not in STOP_WORDS:
+                        meant_term = self.term_of(meant)
+                    if meant_term:  # not a stop word or an ignored one ("resident")
                         terms.append(meant_term)
         return terms
 
@@ -414,8 +413,8 @@ class Matcher:
         ignored = STOP_WORDS | knowledge.ignored_words
         # Each text's words are read twice (for the typos, then for the index): once is enough.
         words_of = cache(self._text_words)
-        self._typo_of = self._example_typos(knowledge, texts, ignored, words_of)
-        vocabulary = self._vocabulary = _Vocabulary(ignored, self._typo_of)
+        typo_of = self._example_typos(knowledge, texts, ignored, words_of)
+        vocabulary = self._vocabulary = _Vocabulary(ignored, typo_of)
         self._surface = vocabulary.surface
         entry_fields = [
             [(weight, text, phrase, vocabulary.terms(words_of(text), phrase))
@@ -679,7 +678,7 @@ class Matcher:
                 if term is not None:
                     if term:  # "" is a stop word only the knowledge base spells this way
                         add(position, term, raw, scale, 1.0)
-                        meant = self._typo_of.get(word)
+                        meant = self._vocabulary.typo_of.get(word)
                         if meant is not None and surface.get(meant):
                             add(position, surface[meant], raw, scale, self.params.corrected,
                                 corrected=True)
@@ -992,7 +991,9 @@ class Matcher:
         if assessment.smalltalk is not None:
             return Match("smalltalk", None, (), smalltalk=assessment.smalltalk)
         topics = assessment.topics
-        urgent = next((s for s in topics if s.index == assessment.urgent), None)
+        urgent = None if assessment.urgent < 0 else next(
+            (s for s in topics if s.index == assessment.urgent), None
+        )
         if urgent is not None:
             # An emergency is answered at once, however the rest of the message reads.
             return Match("answer", self._ids[urgent.index],
