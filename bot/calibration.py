@@ -332,9 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     knowledge = load_knowledge(Path(args.kb), require_contract=False)
     labelled = [q for name in args.files for q in load_questions(Path(name))]
     validation = [load_questions(Path(name)) for name in args.validate]
-    current = Params.from_dict(json.loads(Path(args.out).read_text())["params"]) if Path(
-        args.out
-    ).exists() else Params()
+    # A new output file starts from the shipped fit, not from the defaults: with
+    # --decision-only the ranking weights would otherwise silently fall back to them.
+    start = Path(args.out) if Path(args.out).exists() else PARAMS_FILE
+    current = Params.from_dict(json.loads(start.read_text())["params"])
     params, best = fit(knowledge, labelled, start=current, ranking=not args.decision_only,
                        validation=validation,
                        report=lambda line: print(line, file=sys.stderr, flush=True))

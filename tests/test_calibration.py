@@ -109,3 +109,8 @@ def test_the_command_writes_a_parameters_file(tmp_path: Path) -> None:
     record = json.loads(out.read_text())
     assert Params.from_dict(record["params"]).coefficients
     assert "1 labelled questions" in record["fitted"]
+    # A new file starts from the shipped fit: a decision-only fit keeps its ranking weights.
+    written = Params.from_dict(record["params"])
+    shipped = fitted_params()
+    assert (written.question_weight, written.central_base, written.story) == (
+        shipped.question_weight, shipped.central_base, shipped.story)
