@@ -36,6 +36,7 @@ from bot.matcher import (
     Matcher,
     Params,
     cached_text_words,
+    fitted_params,
 )
 from bot.wording import raw_words
 
@@ -334,8 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     validation = [load_questions(Path(name)) for name in args.validate]
     # A new output file starts from the shipped fit, not from the defaults: with
     # --decision-only the ranking weights would otherwise silently fall back to them.
-    start = Path(args.out) if Path(args.out).exists() else PARAMS_FILE
-    current = Params.from_dict(json.loads(start.read_text())["params"])
+    out = Path(args.out)
+    current = Params.from_dict(json.loads(out.read_text())["params"]) if out.exists() else (
+        fitted_params()
+    )
     params, best = fit(knowledge, labelled, start=current, ranking=not args.decision_only,
                        validation=validation,
                        report=lambda line: print(line, file=sys.stderr, flush=True))
@@ -350,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "features": list(FEATURES),
         "params": params.to_dict(),
     }
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(record["fitted"])
     return 0
 
