@@ -60,6 +60,7 @@ def match_json(query: str, match: Match) -> str:
             "decision": match.decision,
             "topic": match.topic if match.decision == "answer" else None,
             **({"smalltalk": match.smalltalk} if match.decision == "smalltalk" else {}),
+            **({"caution": match.caution} if match.caution else {}),
             "candidates": [
                 {
                     "topic": c.topic,

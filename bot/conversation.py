@@ -146,15 +146,20 @@ class Countdown:
     paused: bool
 
 
-def topic_reply(topic: Topic, knowledge: KnowledgeBase, feedback: str = "") -> Response:
+def topic_reply(
+    topic: Topic, knowledge: KnowledgeBase, feedback: str = "", caution: str | None = None
+) -> Response:
     """A topic's answer with its related topics offered as buttons; with a `feedback` handle
-    (the answer to a question), a last row asks whether it helped."""
+    (the answer to a question), a last row asks whether it helped; with a `caution` topic
+    (the question said a warning sign, such as pain), that topic first."""
     buttons = [
         Button(knowledge.topics[related].title, f"topic:{related}")
         for related in topic.related
-        if related in knowledge.topics
+        if related in knowledge.topics and related != caution
     ]
     rows = [tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2)]
+    if caution in knowledge.topics and caution != topic.id:
+        rows.insert(0, (Button(f"⚠️ {knowledge.topics[caution].title}", f"topic:{caution}"),))
     if topic.checklist:
         rows.insert(0, (Button("✅ Tick off the checklist", "menu:equipment"),))
     if topic.id == "guided-session":
@@ -216,7 +221,8 @@ def reply_for_match(
     if match.decision == "smalltalk" and match.smalltalk is not None:
         return smalltalk_reply(match.smalltalk, knowledge, privacy)
     if match.decision == "answer" and match.topic in knowledge.topics:
-        return topic_reply(knowledge.topics[match.topic], knowledge, feedback=ref)
+        return topic_reply(knowledge.topics[match.topic], knowledge, feedback=ref,
+                           caution=match.caution)
     if match.decision == "clarify" and match.candidates:
         return did_you_mean(DID_YOU_MEAN, [c.topic for c in match.candidates], knowledge, ref)
     return reply(FALLBACK, buttons=MENU_BUTTONS)

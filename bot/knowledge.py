@@ -228,6 +228,9 @@ class KnowledgeBase:
     # Topic id -> phrasings that are an emergency wherever they come in a message ("tight
     # chest"): answered with that topic at once, never asked back.
     urgent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Safety topic id -> warning signs ("it hurts", "numb"): an answer with a comfort topic to
+    # a message saying one also offers that safety topic.
+    caution: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     smalltalk: tuple[SmallTalk, ...] = ()
     pictures: Mapping[str, Picture] = field(default_factory=dict)
 
@@ -618,26 +621,33 @@ SMALLTALK_COMMANDS = ("help", "start")
 _WORD = re.compile(r"^[a-z0-9]+$")
 
 
+# The vocabulary's mappings of a topic id to phrasings, and what the phrasings are.
+TOPIC_PHRASINGS = {"urgent": "emergency phrasings", "caution": "warning signs"}
+
+
 def _parse_vocabulary(
     node: Any, file: str, line: int, synonyms: dict[str, str], ignored: set[str],
-    urgent: list[tuple[str, int, str, tuple[str, ...]]], out: _Collector,
+    by_topic: dict[str, list[tuple[str, int, str, tuple[str, ...]]]], out: _Collector,
 ) -> None:
     if not isinstance(node, _Node):
         out.add(file, line, "vocabulary", "must be a mapping with synonyms and ignore")
         return
     for key in node:
-        if key not in ("synonyms", "ignore", "urgent"):
+        if key not in ("synonyms", "ignore", *TOPIC_PHRASINGS):
             out.add(file, _line_of(node, key), f"vocabulary.{key}",
-                    "unknown key; expected synonyms, ignore or urgent")
-    raw_urgent = node.get("urgent", _Node())
-    if not isinstance(raw_urgent, _Node):
-        out.add(file, _line_of(node, "urgent"), "vocabulary.urgent",
-                "must be a mapping of a topic id to its emergency phrasings")
-        raw_urgent = _Node()
-    for topic_id in raw_urgent:
-        phrasings = _texts(raw_urgent, str(topic_id), file, "vocabulary.urgent", out)
-        if phrasings:
-            urgent.append((file, _line_of(raw_urgent, str(topic_id)), str(topic_id), phrasings))
+                    "unknown key; expected synonyms, ignore, urgent or caution")
+    for key, what in TOPIC_PHRASINGS.items():
+        raw_phrasings = node.get(key, _Node())
+        if not isinstance(raw_phrasings, _Node):
+            out.add(file, _line_of(node, key), f"vocabulary.{key}",
+                    f"must be a mapping of a topic id to its {what}")
+            raw_phrasings = _Node()
+        for topic_id in raw_phrasings:
+            phrasings = _texts(raw_phrasings, str(topic_id), file, f"vocabulary.{key}", out)
+            if phrasings:
+                by_topic[key].append(
+                    (file, _line_of(raw_phrasings, str(topic_id)), str(topic_id), phrasings)
+                )
     raw = node.get("synonyms", _Node())
     if not isinstance(raw, _Node):
         out.add(file, _line_of(node, "synonyms"), "vocabulary.synonyms",
@@ -1142,7 +1152,10 @@ def check_knowledge(
     out_of_scope: list[str] = []
     synonyms: dict[str, str] = {}
     ignored: set[str] = set()
-    urgent: list[tuple[str, int, str, tuple[str, ...]]] = []  # (file, line, topic id, texts)
+    # "urgent" and "caution": (file, line, topic id, texts)
+    by_topic: dict[str, list[tuple[str, int, str, tuple[str, ...]]]] = {
+        key: [] for key in TOPIC_PHRASINGS
+    }
     smalltalk: list[SmallTalk] = []
     pictures: dict[str, Picture] = {}
     picture_refs: list[tuple[str, int, str, str]] = []  # file, line, field, picture id
@@ -1252,7 +1265,7 @@ def check_knowledge(
         if "vocabulary" in data:
             _parse_vocabulary(
                 data["vocabulary"], label, _line_of(data, "vocabulary"), synonyms, ignored,
-                urgent, out,
+                by_topic, out,
             )
         if "examples" in data:
             examples += _parse_examples(data["examples"], label, _line_of(data, "examples"), out)
@@ -1290,13 +1303,19 @@ def check_knowledge(
             continue
         topic = topics[topic_id]
         topics[topic_id] = replace(topic, examples=topic.examples + phrasings)
-    urgent_phrasings: dict[str, tuple[str, ...]] = {}
-    for label, line, topic_id, phrasings in urgent:
-        if topic_id not in topics:
-            out.add(label, line, f"vocabulary.urgent.{topic_id}",
-                    f"unknown topic id {topic_id!r}", missing=topic_id)
-            continue
-        urgent_phrasings[topic_id] = urgent_phrasings.get(topic_id, ()) + phrasings
+    phrasings_of: dict[str, dict[str, tuple[str, ...]]] = {key: {} for key in TOPIC_PHRASINGS}
+    for key, found in by_topic.items():
+        for label, line, topic_id, phrasings in found:
+            if topic_id not in topics:
+                out.add(label, line, f"vocabulary.{key}.{topic_id}",
+                        f"unknown topic id {topic_id!r}", missing=topic_id)
+                continue
+            if key == "caution" and topics[topic_id].kind != "safety":
+                kind = topics[topic_id].kind
+                out.add(label, line, f"vocabulary.{key}.{topic_id}",
+                        f"warning signs must lead to a safety topic, not a {kind} one")
+                continue
+            phrasings_of[key][topic_id] = phrasings_of[key].get(topic_id, ()) + phrasings
 
     if require_contract:
         where = str(directory)
@@ -1317,7 +1336,8 @@ def check_knowledge(
         variants=variants,
         synonyms=synonyms,
         ignored_words=frozenset(ignored),
-        urgent=urgent_phrasings,
+        urgent=phrasings_of["urgent"],
+        caution=phrasings_of["caution"],
         smalltalk=tuple(smalltalk),
         pictures=pictures,
     )

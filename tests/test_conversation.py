@@ -80,6 +80,19 @@ def test_a_question_gets_its_topic_with_related_buttons(
     assert [button.label for button in feedback] == ["👍 Helpful", "👎 Not what I asked"]
 
 
+def test_a_warning_sign_answered_with_a_comfort_topic_offers_when_to_stop_first(
+    conversation: Conversation, knowledge: KnowledgeBase
+) -> None:
+    response = conversation.handle_text(CHAT, "it hurts her when i push near the shoulder blade")
+    [message] = response.replies
+    assert message.title == knowledge.topics["friction"].title
+    first_row = message.buttons[0]
+    assert [b.label for b in first_row] == [
+        f"⚠️ {knowledge.topics['contraindications'].title}"]
+    shown = press(conversation, response, "⚠️")
+    assert shown.replies[0].text == knowledge.topics["contraindications"].answer
+
+
 def test_out_of_scope_gets_the_polite_fallback(conversation: Conversation) -> None:
     for question in ("tell me a joke", "how do i change the oil in my car"):
         text = text_of(conversation.handle_text(CHAT, question))

@@ -528,6 +528,18 @@ def test_an_urgent_phrasing_problem_points_at_its_topic(tmp_path: Path) -> None:
     ]
 
 
+def test_a_warning_sign_must_lead_to_a_safety_topic(tmp_path: Path) -> None:
+    text = "vocabulary:\n  caution:\n    kneading:\n      - it hurts\n" \
+           "    nope: [numb]\n"
+    directory = write_kb(tmp_path, topics="topics:\n" + VALID_TOPIC.format(id="kneading"),
+                         vocabulary=text)
+    assert problems_of(directory) == [
+        "knowledge/vocabulary.yaml:3: vocabulary.caution.kneading: warning signs must lead to "
+        "a safety topic, not a technique one",
+        "knowledge/vocabulary.yaml:5: vocabulary.caution.nope: unknown topic id 'nope'",
+    ]
+
+
 def test_check_reports_a_syntax_error_once_from_the_command_line(tmp_path: Path) -> None:
     # The real knowledge base with one slip in the file that defines the techniques, which
     # every other file refers to and the contract requires.

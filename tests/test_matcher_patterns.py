@@ -138,9 +138,34 @@ def test_pain_and_safety_words_are_never_answered_with_comfort_alone(
 ) -> None:
     match = real.match(text)
     if match.decision == "answer":
-        assert match.topic in safety_topics
+        # A safety topic, or a comfort topic with the safety topic offered beside it.
+        assert match.topic in safety_topics or match.caution in safety_topics
     else:
         assert set(offered(match)) & safety_topics
+
+
+@pytest.mark.parametrize(
+    ("text", "caution"),
+    [
+        ("my wife says it hurts when i knead the top of her shoulders", "contraindications"),
+        ("she said her arm went all tingly while i was doing her neck", "contraindications"),
+        ("mum's got a red mark on her hip, can i put lotion on it", "bedsore-prevention"),
+    ],
+)
+def test_a_warning_sign_puts_its_safety_topic_in_front_of_the_person(
+    real: Matcher, text: str, caution: str
+) -> None:
+    match = real.match(text)
+    if match.decision == "answer" and match.topic != caution:
+        assert match.caution == caution
+    else:
+        assert match.topic == caution or caution in offered(match)
+
+
+def test_hurt_said_of_the_givers_own_hands_still_gets_its_answer(real: Matcher) -> None:
+    # A warning sign offers its topic; it does not turn a clear answer into a question.
+    match = real.match("my thumbs hurt after ten minutes of kneading, how do i save them")
+    assert (match.decision, match.topic) == ("answer", "tired-hands")
 
 
 # -- markup does not change the decision --------------------------------------------------
