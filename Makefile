@@ -31,6 +31,7 @@ check: $(STAMP)
 eval: $(STAMP)
 	$(BIN)/massage-bot eval ../shared/eval/questions-dev.yaml
 	$(BIN)/massage-bot eval --cross-validate --folds 10
+	$(BIN)/python -m bot.calibration --held-out-report $(BLIND)
 
 # Refit the matcher's weights and thresholds (about 20 minutes; writes bot/matcher_params.json).
 LABELLED := ../shared/eval/questions-dev.yaml $(wildcard tests/fixtures/matcher/heldout-*.yaml)

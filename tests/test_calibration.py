@@ -3,6 +3,7 @@ the small fixture knowledge base."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -17,13 +18,14 @@ from bot.calibration import (
     coordinate_search,
     fit,
     fit_logistic,
+    held_out_sets,
     main,
     total_utility,
     utility,
 )
 from bot.evaluation import EvalQuestion
 from bot.knowledge import load_knowledge
-from bot.matcher import FEATURES, Candidate, Match, Params, fitted_params
+from bot.matcher import FEATURES, Candidate, Match, Matcher, Params, fitted_params
 
 SMALL = Path(__file__).parent / "fixtures" / "matcher" / "small"
 
@@ -89,6 +91,22 @@ def test_a_fit_on_the_small_knowledge_base_does_no_worse_than_where_it_started()
     assert after >= before
     assert len(params.coefficients) == len(params.features)
     assert set(params.features) <= set(FEATURES)
+
+
+def test_a_held_out_set_is_asked_without_its_own_messages() -> None:
+    knowledge = load_knowledge(SMALL, require_contract=False)
+    filed = "zorblax quibbit"  # filed as an example: only the index can know it
+    topic = knowledge.topics["petrissage"]
+    knowledge = dataclasses.replace(knowledge, topics={
+        **knowledge.topics,
+        "petrissage": dataclasses.replace(topic, examples=(*topic.examples, filed)),
+    })
+    assert Matcher(knowledge).match(filed).topic == "petrissage"
+    questions = [EvalQuestion(filed, ("petrissage",), "keyword"),
+                 EvalQuestion("how do i knead", ("petrissage",), "direct")]
+    report = held_out_sets(knowledge, fitted_params(), [("wave", questions)])
+    assert (report.in_scope.total, report.in_scope.right) == (2, 1)
+    assert report.by_source["wave"].fallback == 1  # it was never seen
 
 
 def test_the_shipped_parameters_are_a_complete_fit() -> None:
