@@ -569,13 +569,15 @@ class Matcher:
         # Sorted knowledge-base words, for completing a half-typed last word in search.
         self._sorted_words = sorted(word for word, term in self._surface.items() if term)
 
-        # Small talk: each entry's words, and every small-talk word.
-        self._smalltalk: list[tuple[str, frozenset[str]]] = [
-            (talk.id, frozenset(self._canonical(w) for text in talk.phrasings
-                                for w in raw_words(text)))
-            for talk in knowledge.smalltalk
-        ]
-        self._smalltalk_words = frozenset().union(*(words for _id, words in self._smalltalk))
+        # Small talk: each phrasing's words with its entry, and every small-talk word.
+        self._smalltalk: dict[tuple[str, ...], str] = {}
+        for talk in knowledge.smalltalk:
+            for text in talk.phrasings:
+                said = tuple(self._canonical(w) for w in raw_words(text))
+                self._smalltalk.setdefault(said, talk.id)
+        self._smalltalk_words = frozenset(w for said in self._smalltalk for w in said)
+        self._smalltalk_longest = max(map(len, self._smalltalk), default=0)
+        self._who_words = knowledge.ignored_words  # "cheers mate" is still thanks
         self._smalltalk_by_start: dict[str, list[str]] = {}
         for word in self._smalltalk_words:
             self._smalltalk_by_start.setdefault(word[0], []).append(word)
@@ -753,12 +755,15 @@ class Matcher:
         return None
 
     def _smalltalk_of(self, message: _Message) -> str | None:
-        """The small-talk entry a message is, when every word of it is small talk."""
+        """The small-talk entry a message is: small-talk phrasings one after another ("ok
+        thanks bye"), with at most words that say who or stop words between them ("cheers
+        mate, thats great"). Small-talk words that make no phrasing ("what good does it
+        do") are a question."""
         if not self._smalltalk or not message.words:
             return None
         words = []
         for word in message.words:
-            if word not in self._smalltalk_words:
+            if word not in self._smalltalk_words and self._surface.get(word) != "":
                 if len(word) < 4 or self._surface.get(word):
                     # Too short to guess, or a word a topic uses: "sore back" is not "sure".
                     return None
@@ -770,8 +775,29 @@ class Matcher:
                     return None
                 word = found[0]
             words.append(word)
-        best = max(self._smalltalk, key=lambda entry: sum(w in entry[1] for w in words))
-        return best[0]
+        # said[i]: the phrasings (entry, words) that read the first i words, None if none do.
+        said: list[list[tuple[str, int]] | None] = [[], *([None] * len(words))]
+        for start, word in enumerate(words):
+            so_far = said[start]
+            if so_far is None:
+                continue
+            # Words that say who ("cheers mate") go anywhere, stop words only after a
+            # phrasing ("ta, bye for now"): "where do i even start" is no "start".
+            skip = word in self._who_words or (so_far and self._surface.get(word) == "")
+            if skip and said[start + 1] is None:
+                said[start + 1] = so_far
+            for end in range(start + 1, min(len(words), start + self._smalltalk_longest) + 1):
+                talk = self._smalltalk.get(tuple(words[start:end]))
+                if talk is not None and (said[end] is None or not said[end]):
+                    said[end] = [*so_far, (talk, end - start)]
+        if not said[-1]:
+            return None
+        # The entry most of the message says; on a tie the last ("ok thanks bye": goodbye).
+        words_of: dict[str, int] = {}
+        for talk, length in said[-1]:
+            words_of[talk] = words_of.get(talk, 0) + length
+        most = max(words_of.values())
+        return next(talk for talk, _length in reversed(said[-1]) if words_of[talk] == most)
 
     # -- scoring -----------------------------------------------------------------------
 

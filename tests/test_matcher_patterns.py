@@ -203,6 +203,25 @@ def test_small_talk_gets_no_topic(real: Matcher, text: str, talk: str) -> None:
     assert (match.decision, match.topic, match.smalltalk) == ("smalltalk", None, talk)
 
 
+@pytest.mark.parametrize(
+    ("text", "talk"),
+    [("cheers mate, thats great", "thanks"), ("ok ta, bye then", "goodbye"),
+     ("hiya, how are you", "greeting")],
+)
+def test_small_talk_strung_together_is_still_small_talk(
+    real: Matcher, text: str, talk: str
+) -> None:
+    match = real.match(text)
+    assert (match.decision, match.smalltalk) == ("smalltalk", talk)
+
+
+def test_small_talk_words_that_make_a_question_are_a_question(real: Matcher) -> None:
+    # Every word here is in some small-talk phrasing ("good morning", "what do i do"), but
+    # together they ask what a massage is good for.
+    match = real.match("what good is it")
+    assert match.decision != "smalltalk"
+
+
 def test_a_greeting_with_a_question_is_a_question(real: Matcher) -> None:
     match = real.match("hi there, how do i do petrissage?")
     assert match.topic == "petrissage"
