@@ -68,7 +68,7 @@ def match_json(query: str, match: Match) -> str:
                     "phrasing": c.phrasing,
                     "words": list(c.words),
                 }
-                for c in match.candidates[:3]
+                for c in match.candidates
             ],
         },
         ensure_ascii=False,
@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("question", nargs="*", help="the question, e.g. how do i do petrissage")
     ask.add_argument("--json", action="store_true",
-                     help="print the match as JSON: decision, topic and the best 3 candidates")
+                     help="print the match as JSON: decision, topic and the best candidates")
     _add_kb_option(ask)
     check = _command(
         sub, "check", "validate the knowledge base",

@@ -25,7 +25,7 @@ from bot.knowledge import (
     check_knowledge,
     load_knowledge,
 )
-from bot.matcher import Match, Matcher
+from bot.matcher import MAX_CANDIDATES, Match, Matcher
 from bot.misses import MissesLog, MissesPolicy, privacy_line
 from bot.replies import (
     Button,
@@ -174,12 +174,12 @@ def topic_reply(
 
 def did_you_mean(text: str, topics: list[str], knowledge: KnowledgeBase, ref: str = ""
                  ) -> Response:
-    """Up to three topics to choose from, and "None of these"; with a misses-log handle the
-    choice is recorded against the logged message."""
+    """Up to MAX_CANDIDATES topics to choose from, and "None of these"; with a misses-log handle
+    the choice is recorded against the logged message."""
     rows = tuple(
         (Button(knowledge.topics[topic].title,
                 f"dym:{ref}:{topic}" if ref else f"topic:{topic}"),)
-        for topic in topics[:3]
+        for topic in topics[:MAX_CANDIDATES]
         if topic in knowledge.topics
     )
     none = Button("None of these", f"none:{ref}" if ref else "none")

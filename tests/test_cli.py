@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from standin import TOKEN
 
+from bot.matcher import MAX_CANDIDATES
+
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SET = ROOT.parent / "shared" / "eval" / "questions-dev.yaml"
 
@@ -44,7 +46,7 @@ def test_ask_json_with_a_question() -> None:
     assert obj["decision"] == "answer"
     assert obj["topic"] == "effleurage"
     assert obj["candidates"][0]["topic"] == "effleurage"
-    assert len(obj["candidates"]) <= 3
+    assert len(obj["candidates"]) <= MAX_CANDIDATES
     assert all(isinstance(c["score"], int | float) for c in obj["candidates"])
 
 
