@@ -10,7 +10,7 @@ import pytest
 from bot.clock import FakeClock
 from bot.conversation import MENU_BUTTONS, Conversation
 from bot.knowledge import KnowledgeBase
-from bot.matcher import Matcher
+from bot.matcher import MAX_CANDIDATES, Matcher
 from bot.replies import ArmTimer, Button, CancelTimer, Response
 from bot.store import SESSION_KEEP_SECONDS, Store
 
@@ -128,7 +128,7 @@ def test_unsure_question_offers_did_you_mean(conversation: Conversation) -> None
         None,
     )
     assert clarify is not None, "one of these vague questions should get a did-you-mean"
-    assert 2 <= len(labels(clarify)) <= 4
+    assert 2 <= len(labels(clarify)) <= MAX_CANDIDATES + 1  # and "None of these"
     assert labels(clarify)[-1] == "None of these"
     none = press(conversation, clarify, "None of these")
     assert "other words" in text_of(none)
