@@ -1069,6 +1069,8 @@ class Matcher:
         # beside the answer or among the choices. It does not stop the answer: people say
         # "hurt" of pressure and of their own hands more often than of a warning, and
         # asking back on it answered 1.4 points fewer of the blind sets.
+        # Whether the best topic stands alone, before a safety topic joins the choices.
+        alone = len(close) == 1
         caution = None
         if assessment.caution >= 0 and top.index not in self._safety_entries:
             caution = next((s for s in topics if s.index == assessment.caution),
@@ -1096,7 +1098,7 @@ class Matcher:
         if not (safety_question or unsure) and (
             confidence >= p.answer_probability
             # A topic that stands alone, no other near it, needs less to be answered.
-            or (len(candidates) == 1 and confidence >= p.lone_probability)
+            or (alone and confidence >= p.lone_probability)
         ):
             return Match("answer", self._ids[top.index], candidates, confidence=confidence,
                          caution=None if caution is None else self._ids[caution.index])
