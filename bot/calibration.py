@@ -132,7 +132,7 @@ def assess(
     labelled file), of a matcher built without its whole set. A new writer's message has no
     siblings from the same writer in the index, and with them in it the decision is fitted
     on answers that come easier than a new person's do (the threshold it chose answered
-    1.5 points fewer of the blind sets, each asked without its own set, for 0.3 points fewer
+    1.5 points fewer of the blind sets, each asked without its own set, for 0.4 points fewer
     wrong: less than the utility it cost).
     """
     held: dict[str, tuple[Matcher, EvalQuestion]] = {}
