@@ -428,8 +428,7 @@ class Matcher:
         typo_of = self._example_typos(knowledge, texts, ignored, words_of)
         # A typo of a stop word ("whic", "jsut") is one too, in the examples as in messages:
         # as a word of its own it would point at whichever topic's example has it.
-        stop_words = _Vocabulary(ignored)
-        ignored |= {typo for typo, meant in typo_of.items() if not stop_words.term_of(meant)}
+        ignored |= {typo for typo, meant in typo_of.items() if stem(meant) in ignored}
         vocabulary = self._vocabulary = _Vocabulary(ignored, typo_of)
         self._surface = vocabulary.surface
         entry_fields = [
