@@ -46,7 +46,6 @@ import heapq
 import itertools
 import json
 import math
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import cache, lru_cache
@@ -115,6 +114,11 @@ VOTERS = 5
 # most PHRASING_TERMS are compared phrasing by phrasing.
 MAX_SCORED_TERMS = 24
 PHRASING_TERMS = 16
+# A word more of an entry's phrasings use than this, up to MAX_COMMON_WORDS of a message's,
+# is compared combination by combination (see Matcher._nearest_phrasings): the work, not
+# the result, depends on both.
+COMMON_PHRASINGS = 24
+MAX_COMMON_WORDS = 4
 
 # What the decision model can weigh; `Params.features` says which it does, in the order of
 # `Params.coefficients` (chosen by `bot/calibration.py` on held-out sets).
@@ -215,8 +219,7 @@ class Match:
     caution: str | None = None
 
 
-@dataclass(frozen=True)
-class _Term:
+class _Term(NamedTuple):  # dozens a question: cheaper to make than a frozen dataclass
     term: str
     word: str  # as typed (first occurrence), to explain a match
     weight: float  # IDF of the term, times the story weight if only in the story
@@ -533,6 +536,9 @@ class Matcher:
         self._phrasing_texts: list[list[str]] = []
         self._phrasing_scales: list[list[float]] = []
         self._phrasings_with: list[dict[str, tuple[int, ...]]] = []
+        self._common_with: list[dict[str, tuple[frozenset[int], int]]] = []
+        self._ranked_positions: list[tuple[int, ...]] = []
+        self._ranked_scales: list[tuple[float, ...]] = []
         # Per entry and term, the largest scale of a phrasing using the term: a bound on how
         # close any of the entry's phrasings can come to a message.
         self._max_scales: list[dict[str, float]] = []
@@ -558,6 +564,18 @@ class Matcher:
             self._phrasing_texts.append(texts)
             self._phrasing_scales.append(scales)
             self._phrasings_with.append({t: tuple(p) for t, p in with_term.items()})
+            # The entry's phrasings by scale, largest first; and for each word many of them
+            # use, those phrasings as a set of positions and as bits by that rank (see
+            # _nearest_phrasings).
+            ranked = sorted(range(len(scales)), key=lambda at: (-scales[at], at))
+            rank_of = {at: rank for rank, at in enumerate(ranked)}
+            self._ranked_positions.append(tuple(ranked))
+            self._ranked_scales.append(tuple(scales[at] for at in ranked))
+            self._common_with.append({
+                term: (frozenset(used), sum(1 << rank_of[at] for at in used))
+                for term, used in with_term.items()
+                if len(used) > COMMON_PHRASINGS
+            })
             self._max_scales.append(best_scale)
         self._said_by_one = {
             terms: next(iter(entries)) for terms, entries in said_by.items() if len(entries) == 1
@@ -880,7 +898,7 @@ class Matcher:
         query_scale = 1.0 / math.sqrt(total)
         # Phrasings are compared on the message's most telling words: the rest barely move a
         # similarity, and every word costs a pass over the phrasings that use it.
-        telling = dict(heapq.nlargest(PHRASING_TERMS, query.items(), key=lambda item: item[1]))
+        telling = heapq.nlargest(PHRASING_TERMS, query.items(), key=lambda item: item[1])
         # (entry, score, best phrasing's position, its similarity)
         found: list[tuple[int, float, int, float]] = []
         best_scores: list[float] = []  # the `keep` best topic scores so far, lowest first
@@ -897,7 +915,7 @@ class Matcher:
                 # Can it still reach the best `keep` or hold a vote? Its best phrasing says
                 # at most all the message's words it uses, each at its shortest phrasing.
                 reach = sum(
-                    mass * self._max_scales[index].get(term, 0.0) for term, mass in telling.items()
+                    mass * self._max_scales[index].get(term, 0.0) for term, mass in telling
                 )
                 bound = share_of_coverage * share + (1.0 - share_of_coverage) * reach * query_scale
                 if bound < best_scores[0] and reach < voters[-1][0]:
@@ -905,23 +923,24 @@ class Matcher:
             phrasing = 0.0
             best_position = -1
             best_overlap = 0.0
-            # How much of the message each phrasing sharing a word with it says: only those
-            # are touched (a fifth of an entry's, typically), then compared in C.
-            overlaps: defaultdict[int, float] = defaultdict(float)
-            with_term = self._phrasings_with[index]
-            for term, mass in telling.items():
-                positions = with_term.get(term)
-                if positions:
-                    for position in positions:
-                        overlaps[position] += mass
-            if overlaps:
-                scales = self._phrasing_scales[index]
-                best_overlap = max(overlaps.values())
-                touched = list(overlaps)
-                similarities = list(map(_mul, overlaps.values(), map(scales.__getitem__, touched)))
+            touched, overlaps, similarities = self._nearest_phrasings(
+                index, telling,
+                math.inf if index == out_of_scope
+                else -math.inf if len(voters) < VOTERS
+                else voters[-1][0],
+                index == out_of_scope,
+            )
+            if touched:
+                best_overlap = max(overlaps)
                 nearest_similarity = max(similarities)
                 phrasing = nearest_similarity * query_scale
+                # Of equally near phrasings, the first filed (a title before an example).
                 best_position = touched[similarities.index(nearest_similarity)]
+                if similarities.count(nearest_similarity) > 1:
+                    best_position = min(
+                        at for at, sim in zip(touched, similarities, strict=True)
+                        if sim == nearest_similarity
+                    )
                 if index != out_of_scope and (
                     len(voters) < VOTERS or nearest_similarity > voters[-1][0]
                 ):
@@ -952,6 +971,85 @@ class Matcher:
         ]
         scored.sort(key=lambda s: s.score, reverse=True)
         return scored
+
+    def _nearest_phrasings(
+        self, index: int, telling: list[tuple[str, float]], vote_floor: float, overlap: bool
+    ) -> tuple[list[int], list[float], list[float]]:
+        """Entry `index`'s phrasings that can matter to the message (`telling`: its most
+        telling terms with their mass, heaviest first): their positions, how much of the
+        message each says, and its similarity to the message (overlap times scale).
+
+        A phrasing matters if it can be the entry's nearest, one of its VOTERS nearest that
+        beats `vote_floor` (math.inf: none can), or, with `overlap`, the one saying most of
+        the message. Every phrasing sharing a rarer word with the message is counted. Those
+        sharing only words many of the entry's phrasings use ("massage", "back") differ only
+        in which of those words they say and in scale, so each combination of the words is
+        looked at once, its phrasings largest-scaled first (bit sets kept in that order),
+        as far as they can matter. That saves the work, not the result: every phrasing
+        kept has the overlap, in the same sum, that counting every phrasing gives it.
+        """
+        with_term = self._phrasings_with[index]
+        common = self._common_with[index]
+        frequent: list[tuple[float, frozenset[int], int]] = []
+        members_of: dict[str, frozenset[int]] = {}
+        for term, mass in telling:
+            shared = common.get(term)
+            if shared is not None and len(frequent) < MAX_COMMON_WORDS:
+                frequent.append((mass, *shared))
+                members_of[term] = shared[0]
+        touched_set: set[int] = set()
+        for term, _mass in telling:
+            if term not in members_of:
+                touched_set.update(with_term.get(term, ()))
+        overlaps = dict.fromkeys(touched_set, 0.0)
+        # Each phrasing's overlap adds the masses in the message's order.
+        for term, mass in telling:
+            members = members_of.get(term)
+            if members is not None:
+                for position in members.intersection(touched_set):
+                    overlaps[position] += mass
+            else:
+                for position in with_term.get(term, ()):
+                    overlaps[position] += mass
+        scales = self._phrasing_scales[index]
+        touched = list(overlaps)
+        said = list(overlaps.values())
+        similarities = list(map(_mul, said, map(scales.__getitem__, touched)))
+        if not frequent:
+            return touched, said, similarities
+        nearest = max(similarities, default=-math.inf)
+        best = sorted(similarities)[-VOTERS:]
+        bar = min(nearest, max(best[0] if len(best) >= VOTERS else -math.inf, vote_floor))
+        said_most = max(said, default=0.0)
+        ranked_positions = self._ranked_positions[index]
+        ranked_scales = self._ranked_scales[index]
+        for combination in range(1, 1 << len(frequent)):
+            inside, outside, says = -1, 0, 0.0
+            for bit, (mass, _members, mask) in enumerate(frequent):
+                if combination >> bit & 1:
+                    inside &= mask
+                    says += mass
+                else:
+                    outside |= mask
+            exact = inside & ~outside  # the phrasings saying just these common words
+            kept = 0
+            while exact and kept < VOTERS:
+                lowest = exact & -exact
+                exact ^= lowest
+                rank = lowest.bit_length() - 1
+                position = ranked_positions[rank]
+                if position in overlaps:
+                    continue  # it says a rarer word too, and is counted already
+                similarity = says * ranked_scales[rank]
+                if similarity < bar and not (overlap and says > said_most):
+                    break
+                said_most = max(said_most, says)
+                overlaps[position] = says
+                touched.append(position)
+                said.append(says)
+                similarities.append(similarity)
+                kept += 1
+        return touched, said, similarities
 
     def _safety_share(self, query: Mapping[str, float]) -> float:
         """How much of the message's weight is in words that point at safety topics."""
