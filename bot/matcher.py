@@ -13,7 +13,8 @@ How a message is scored (every index is built once, in the constructor):
    word only people's examples use, rarely, that is a typo of a word the author uses
    ("sholders") counts as both words, in the examples and in messages.
 2. Weight: each word weighs its rarity across topics (IDF), times `story` when it is in the
-   story around the question rather than in the question sentence itself.
+   story around the question rather than in the question sentence itself. People's examples
+   are read the same way: the story in one lends its topic less than its question does.
 3. Topic score = how much of the message the topic's vocabulary explains (titles and aliases
    count fully, questions, examples and answer text less), blended with how closely the
    message matches the topic's single nearest phrasing. A message that tells a story and asks
@@ -211,7 +212,8 @@ class Candidate:
 class Match:
     decision: Decision
     topic: str | None  # the answered topic id; None unless decision == "answer"
-    candidates: tuple[Candidate, ...]  # best first, up to MAX_CANDIDATES (none on fallback)
+    # Best first, an answer's topic always first; up to MAX_CANDIDATES (none on fallback).
+    candidates: tuple[Candidate, ...]
     smalltalk: str | None = None  # the small-talk id when decision == "smalltalk"
     confidence: float = 0.0  # the decision model's P(best topic is right)
     # A safety topic to offer beside a comfort topic's answer: the message says a warning
@@ -434,9 +436,10 @@ class Matcher:
         ignored |= {typo for typo, meant in typo_of.items() if stem(meant) in ignored}
         vocabulary = self._vocabulary = _Vocabulary(ignored, typo_of)
         self._surface = vocabulary.surface
+        examples = frozenset(e for topic in knowledge.topics.values() for e in topic.examples)
         entry_fields = [
-            [(weight, text, phrase, vocabulary.terms(words_of(text), phrase))
-             for weight, text, phrase in entry]
+            [field for weight, text, phrase in entry
+             for field in self._fields(weight, text, phrase, text in examples, words_of)]
             for entry in texts
         ]
 
@@ -452,7 +455,7 @@ class Matcher:
         for entry in entry_fields:
             best: dict[str, float] = {}
             uses: dict[str, int] = {}
-            for weight, _text, phrase, terms in entry:
+            for weight, _text, phrase, terms, _said in entry:
                 for term in set(terms):
                     best[term] = max(best.get(term, 0.0), weight)
                     if phrase:
@@ -514,7 +517,7 @@ class Matcher:
             if weight >= strong_evidence
         }
         out_of_scope_sets = {
-            frozenset(terms) for _weight, _text, _phrase, terms in entry_fields[-1] if terms
+            frozenset(terms) for _weight, _text, _phrase, terms, _said in entry_fields[-1] if terms
         }
         self._out_of_scope_exact = {_term_set(terms) for terms in out_of_scope_sets}
         self._out_of_scope = _PhraseIndex(
@@ -549,18 +552,18 @@ class Matcher:
             texts, scales = [], []
             with_term: dict[str, list[int]] = {}
             best_scale: dict[str, float] = {}
-            for _weight, text, phrase, terms in entry:
-                if not (phrase and terms):
+            for _weight, text, phrase, _terms, said in entry:
+                if said and index != foreign:
+                    said_by.setdefault(_term_set(said), set()).add(index)
+                if not (phrase and said):
                     continue
-                unique = frozenset(terms)
+                unique = frozenset(said)
                 scale = 1.0 / math.sqrt(sum(self._idf[t] for t in unique))
                 for term in unique:
                     with_term.setdefault(term, []).append(len(texts))
                     best_scale[term] = max(best_scale.get(term, 0.0), scale)
                 texts.append(text)
                 scales.append(scale)
-                if index != foreign:
-                    said_by.setdefault(_term_set(unique), set()).add(index)
             self._phrasing_texts.append(texts)
             self._phrasing_scales.append(scales)
             self._phrasings_with.append({t: tuple(p) for t, p in with_term.items()})
@@ -624,6 +627,27 @@ class Matcher:
                 if terms:
                     entries.setdefault(terms, entry)
         return entries
+
+    def _fields(
+        self, weight: float, text: str, phrase: bool, example: bool, words_of: TextWords
+    ) -> list[tuple[float, str, bool, list[str], list[str]]]:
+        """A text's fields for the index: (weight, text, phrase, terms, said), where `terms`
+        are what the text lends its topic as evidence and `said` the terms of the whole
+        phrasing ([] for answer text). An example is a person's message and is read as one:
+        when it tells a story around its question, the story's words point at the topic at
+        `story` times the weight, as a message's story does, while the whole example is
+        still the phrasing messages are compared with."""
+        parts = sentences(text) if example else []
+        asked = " ".join(w for part in parts if part.question for w in part.words)
+        told = " ".join(w for part in parts if not part.question for w in part.words)
+        if not (asked and told):
+            terms = self._vocabulary.terms(words_of(text), phrase)
+            return [(weight, text, phrase, terms, terms if phrase else [])]
+        # Both parts' words are an example's, for typo correction as before.
+        asked_terms = self._vocabulary.terms(words_of(asked), True)
+        told_terms = self._vocabulary.terms(words_of(told), True)
+        return [(weight, text, True, asked_terms, asked_terms + told_terms),
+                (weight * self.params.story, told, False, told_terms, [])]
 
     def _canonical(self, word: str) -> str:
         word = self._spelling.get(word, word)
