@@ -241,6 +241,21 @@ def test_a_plural_or_possessive_of_an_ignored_word_says_who_not_what() -> None:
     assert matcher.match("my ladies: what do i do once the rub is over").topic == "aftercare"
 
 
+def test_the_story_in_an_example_lends_its_topic_less_than_its_question() -> None:
+    # The same words in both examples; only one asks about the garden, the other sets the
+    # scene with it. A message about the garden is nearer the one that asks.
+    def topic(topic_id: str, example: str) -> Topic:
+        return Topic(id=topic_id, kind="general", title=topic_id, aliases=(), questions=(),
+                     answer="Yes.", related=(), examples=(example,))
+
+    matcher = Matcher(KnowledgeBase({
+        "told": topic("told", "Out in the garden. Can I press harder?"),
+        "asked": topic("asked", "can i press harder out in the garden?"),
+    }, {}))
+    scores = {c.topic: c.score for c in matcher.search("out in the garden")}
+    assert scores["asked"] > scores["told"] > 0
+
+
 # -- the real knowledge base -----------------------------------------------------------
 
 KNOWLEDGE = Path(__file__).parent.parent / "knowledge"
