@@ -67,6 +67,7 @@ from bot.wording import (
     raw_words,
     sentences,
     stem,
+    story_and_question,
 )
 
 Decision = Literal["answer", "clarify", "fallback", "smalltalk"]
@@ -637,17 +638,15 @@ class Matcher:
         when it tells a story around its question, the story's words point at the topic at
         `story` times the weight, as a message's story does, while the whole example is
         still the phrasing messages are compared with."""
-        parts = sentences(text) if example else []
-        asked = " ".join(w for part in parts if part.question for w in part.words)
-        told = " ".join(w for part in parts if not part.question for w in part.words)
-        if not (asked and told):
+        parts = story_and_question(text) if example else None
+        if parts is None:
             terms = self._vocabulary.terms(words_of(text), phrase)
             return [(weight, text, phrase, terms, terms if phrase else [])]
         # Both parts' words are an example's, for typo correction as before.
-        asked_terms = self._vocabulary.terms(words_of(asked), True)
-        told_terms = self._vocabulary.terms(words_of(told), True)
-        return [(weight, text, True, asked_terms, asked_terms + told_terms),
-                (weight * self.params.story, told, False, told_terms, [])]
+        asked, told = (self._vocabulary.terms(map(self._canonical, words), True)
+                       for words in parts)
+        return [(weight, text, True, asked, asked + told),
+                (weight * self.params.story, text, False, told, [])]
 
     def _canonical(self, word: str) -> str:
         word = self._spelling.get(word, word)

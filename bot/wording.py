@@ -112,12 +112,17 @@ def raw_words(text: str, limit: int | None = MAX_WORDS) -> list[str]:
     the first `limit` of a message (None: all, for the knowledge base's own texts)."""
     if limit is not None:
         text = text[:MAX_CHARS]
-    folded = strip_markup(text).casefold()
+    words = _WORD_PATTERN.findall(_folded(strip_markup(text)))
+    return words if limit is None else words[:limit]
+
+
+def _folded(text: str) -> str:
+    """Lower case, accents and apostrophes removed; punctuation and spacing kept."""
+    folded = text.casefold()
     if not folded.isascii():  # most text is plain ASCII; decomposing it is wasted work
         folded = unicodedata.normalize("NFKD", folded)
         folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    words = _WORD_PATTERN.findall(folded.translate(_APOSTROPHES))
-    return words if limit is None else words[:limit]
+    return folded.translate(_APOSTROPHES)
 
 
 @dataclass(frozen=True)
@@ -140,15 +145,16 @@ def sentences(text: str) -> list[Sentence]:
         words = raw_words(text)
         return [Sentence(words, True)] if words else []
     found: list[Sentence] = []
-    for part in _SENTENCE_END.split(text):
-        words = raw_words(part)
+    # Folded once, then split: folding leaves the punctuation that ends a sentence alone.
+    for part in _SENTENCE_END.split(_folded(text)):
+        words = _WORD_PATTERN.findall(part)[:MAX_WORDS]
         if not words:
             continue
         opener = next((w for w in words if w not in CHAT_OPENERS), "")
         asks = (
             part.rstrip().endswith("?")
             or canonical(opener) in QUESTION_OPENERS
-            or any(canonical(word) in QUESTION_ANYWHERE for word in words)
+            or not QUESTION_ANYWHERE.isdisjoint(map(canonical, words))
         )
         found.append(Sentence(words, asks))
     if sum(len(s.words) for s in found) > MAX_WORDS:
@@ -156,6 +162,17 @@ def sentences(text: str) -> list[Sentence]:
     if all(s.question for s in found) or not any(s.question for s in found):
         return [Sentence(s.words, True) for s in found]
     return found
+
+
+def story_and_question(text: str) -> tuple[list[str], list[str]] | None:
+    """The words of a text's question sentences and of the story around them, when it has
+    both (as `sentences` reads a message); None when it does not."""
+    if not _BREAK.search(text.rstrip(_TRAILING)):
+        return None  # one sentence, the common case: no words to read for this
+    found = sentences(text)
+    asked = [w for s in found if s.question for w in s.words]
+    told = [w for s in found if not s.question for w in s.words]
+    return (asked, told) if asked and told else None
 
 
 def _within_budget(found: list[Sentence]) -> list[Sentence]:
