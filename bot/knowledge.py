@@ -17,8 +17,10 @@ A knowledge file is a YAML mapping with any of these top-level keys:
   and `questions` (`id`, `text`, `sessions`, and the `variant` a yes selects);
 - `out_of_scope`: phrasings the matcher must never answer directly ("car oil");
 - `vocabulary`: what the knowledge base means by words, for the matcher: `synonyms` (a word
-  and the other words people use for it: `stomach: [tummy, belly]`) and `ignore` (words that
-  say who, not what: "mum", "resident");
+  and the other words people use for it: `stomach: [tummy, belly]`), `phrases` (a word and
+  the phrases that mean it, for a word with two senses: `apoplexy: [had a stroke]`, the
+  illness, not a massage stroke) and `ignore` (words that say who, not what: "mum",
+  "resident");
 - `examples`: messages people sent, by the topic that answers them (`tapotement: [the karate
   chop thing]`): more example questions for the matcher, kept apart from the content so the
   loop of reviewing what people asked does not touch the topics' files;
@@ -224,6 +226,8 @@ class KnowledgeBase:
     out_of_scope: tuple[str, ...] = ()
     variants: Mapping[str, Variant] = field(default_factory=dict)
     synonyms: Mapping[str, str] = field(default_factory=dict)  # word people use -> word meant
+    # A phrase's words -> the one word it means ("had a stroke" -> "apoplexy").
+    phrases: Mapping[tuple[str, ...], str] = field(default_factory=dict)
     ignored_words: frozenset[str] = frozenset()
     # Topic id -> phrasings that are an emergency wherever they come in a message ("tight
     # chest"): answered with that topic at once, never asked back.
@@ -626,16 +630,17 @@ TOPIC_PHRASINGS = {"urgent": "emergency phrasings", "caution": "warning signs"}
 
 
 def _parse_vocabulary(
-    node: Any, file: str, line: int, synonyms: dict[str, str], ignored: set[str],
+    node: Any, file: str, line: int, synonyms: dict[str, str],
+    phrases: dict[tuple[str, ...], str], ignored: set[str],
     by_topic: dict[str, list[tuple[str, int, str, tuple[str, ...]]]], out: _Collector,
 ) -> None:
     if not isinstance(node, _Node):
         out.add(file, line, "vocabulary", "must be a mapping with synonyms and ignore")
         return
     for key in node:
-        if key not in ("synonyms", "ignore", *TOPIC_PHRASINGS):
+        if key not in ("synonyms", "phrases", "ignore", *TOPIC_PHRASINGS):
             out.add(file, _line_of(node, key), f"vocabulary.{key}",
-                    "unknown key; expected synonyms, ignore, urgent or caution")
+                    "unknown key; expected synonyms, phrases, ignore, urgent or caution")
     for key, what in TOPIC_PHRASINGS.items():
         raw_phrasings = node.get(key, _Node())
         if not isinstance(raw_phrasings, _Node):
@@ -674,6 +679,7 @@ def _parse_vocabulary(
                 out.add(file, line, name, f"{variant!r} is listed as its own synonym")
             else:
                 synonyms[variant] = meant
+    _parse_phrases(node.get("phrases", _Node()), file, _line_of(node, "phrases"), phrases, out)
     ignore_lines = getattr(node.get("ignore"), "item_lines", [])
     for index, word in enumerate(_texts(node, "ignore", file, "vocabulary", out, required=False)):
         if not _WORD.match(word):
@@ -681,6 +687,35 @@ def _parse_vocabulary(
             out.add(file, line, f"vocabulary.ignore[{index}]",
                     f"{word!r} is not one lower-case word")
         ignored.add(word)
+
+
+def _parse_phrases(
+    raw: Any, file: str, line: int, phrases: dict[tuple[str, ...], str], out: _Collector
+) -> None:
+    if not isinstance(raw, _Node):
+        out.add(file, line, "vocabulary.phrases",
+                "must be a mapping of a word to the phrases that mean it")
+        return
+    for meant, variants in raw.items():
+        name = f"vocabulary.phrases.{meant}"
+        key_line = _line_of(raw, str(meant))
+        if not isinstance(meant, str) or not _WORD.match(meant):
+            out.add(file, key_line, name, "must be one lower-case word")
+            continue
+        if not isinstance(variants, list):
+            out.add(file, key_line, name, "must be a list of phrases")
+            continue
+        variant_lines = getattr(variants, "item_lines", [])
+        for index, variant in enumerate(variants):
+            at = variant_lines[index] if index < len(variant_lines) else key_line
+            words = tuple(variant.split()) if isinstance(variant, str) else ()
+            if len(words) < 2 or not all(_WORD.match(word) for word in words):
+                out.add(file, at, name,
+                        f"{variant!r} is not a phrase of two or more lower-case words")
+            elif words in phrases and phrases[words] != meant:
+                out.add(file, at, name, f"{variant!r} already means {phrases[words]!r}")
+            else:
+                phrases[words] = meant
 
 
 def _parse_examples(
@@ -1151,6 +1186,7 @@ def check_knowledge(
     safety_check = SafetyCheck()
     out_of_scope: list[str] = []
     synonyms: dict[str, str] = {}
+    phrases: dict[tuple[str, ...], str] = {}
     ignored: set[str] = set()
     # "urgent" and "caution": (file, line, topic id, texts)
     by_topic: dict[str, list[tuple[str, int, str, tuple[str, ...]]]] = {
@@ -1264,8 +1300,8 @@ def check_knowledge(
                           "an out-of-scope phrasing")
         if "vocabulary" in data:
             _parse_vocabulary(
-                data["vocabulary"], label, _line_of(data, "vocabulary"), synonyms, ignored,
-                by_topic, out,
+                data["vocabulary"], label, _line_of(data, "vocabulary"), synonyms, phrases,
+                ignored, by_topic, out,
             )
         if "examples" in data:
             examples += _parse_examples(data["examples"], label, _line_of(data, "examples"), out)
@@ -1335,6 +1371,7 @@ def check_knowledge(
         out_of_scope=tuple(out_of_scope),
         variants=variants,
         synonyms=synonyms,
+        phrases=phrases,
         ignored_words=frozenset(ignored),
         urgent=phrasings_of["urgent"],
         caution=phrasings_of["caution"],

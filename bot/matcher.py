@@ -63,6 +63,7 @@ from bot.wording import (
     NUMBER_TOKEN,
     NUMBER_WORDS,
     STOP_WORDS,
+    Phrases,
     base_forms,
     raw_words,
     sentences,
@@ -429,6 +430,7 @@ class Matcher:
         for typed, meant in knowledge.synonyms.items():
             self._spelling.setdefault(typed, meant)
         ignored = STOP_WORDS | knowledge.ignored_words
+        self._phrases = Phrases.of(knowledge.phrases, knowledge.ignored_words)
         # Each text's words are read twice (for the typos, then for the index): once is enough.
         words_of = cache(self._text_words)
         typo_of = self._example_typos(knowledge, texts, ignored, words_of)
@@ -643,8 +645,10 @@ class Matcher:
             terms = self._vocabulary.terms(words_of(text), phrase)
             return [(weight, text, phrase, terms, terms if phrase else [])]
         # Both parts' words are an example's, for typo correction as before.
-        asked, told = (self._vocabulary.terms(map(self._canonical, words), True)
-                       for words in parts)
+        asked, told = (
+            self._vocabulary.terms(map(self._canonical, self._phrases.join(words)), True)
+            for words in parts
+        )
         return [(weight, text, True, asked, asked + told),
                 (weight * self.params.story, text, False, told, [])]
 
@@ -653,7 +657,7 @@ class Matcher:
         return NUMBER_TOKEN if word.isdigit() else word
 
     def _text_words(self, text: str) -> tuple[str, ...]:
-        return tuple(map(self._canonical, self._words_of(text)))
+        return tuple(map(self._canonical, self._phrases.join(list(self._words_of(text)))))
 
     def _example_typos(
         self, knowledge: KnowledgeBase, texts: list[list[tuple[float, str, bool]]],
@@ -723,7 +727,7 @@ class Matcher:
         for sentence in found:
             scale = 1.0 if sentence.question else story
             previous = ""
-            for raw in sentence.words:
+            for raw in self._phrases.join(sentence.words):
                 position += 1
                 word = spelling.get(raw, raw)
                 if word.isdigit():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # Work caps for very long messages: a 4,000-character ramble still gets matched, on its
@@ -88,6 +89,11 @@ _CHAT_OPENERS_TEXT = """
     sorry
 """
 CHAT_OPENERS = frozenset(_CHAT_OPENERS_TEXT.split())
+
+# In the knowledge base's phrases ("their stroke"), any of these and a person's possessive
+# ("dads", "mums": an ignored word and "s") stand for "their".
+POSSESSIVES = frozenset({"his", "her", "their"})
+_THEIR = "their"
 
 _WORD_PATTERN = re.compile(r"[a-z0-9]+")
 _APOSTROPHES = str.maketrans("", "", "'\u2019\u2018`")
@@ -243,4 +249,51 @@ def canonical(word: str) -> str:
     word = CHAT_SPELLINGS.get(word, word)
     if word.isdigit() or word in NUMBER_WORDS:
         return NUMBER_TOKEN
+    return word
+
+
+@dataclass(frozen=True)
+class Phrases:
+    """The knowledge base's phrases that mean one word ("had a stroke": the illness, not a
+    massage stroke), ready to find in a text's words (see `join`)."""
+
+    by_first: Mapping[str, tuple[tuple[tuple[str, ...], str], ...]]  # longest first
+    people: frozenset[str]  # words whose possessive is "their" ("dad": "dads stroke")
+
+    @classmethod
+    def of(cls, phrases: Mapping[tuple[str, ...], str], people: frozenset[str]) -> Phrases:
+        by_first: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        for words, meant in phrases.items():
+            keys = tuple(_possessive_key(word, people) for word in words)
+            by_first.setdefault(keys[0], []).append((keys, meant))
+        return cls(
+            {first: tuple(sorted(found, key=lambda item: -len(item[0])))
+             for first, found in by_first.items()},
+            people,
+        )
+
+    def join(self, words: list[str]) -> list[str]:
+        """`words` with each phrase in them replaced by the word it means."""
+        if not self.by_first:
+            return words
+        keys = [_possessive_key(word, self.people) for word in words]
+        if not any(key in self.by_first for key in keys):
+            return words  # the common case
+        joined: list[str] = []
+        at = 0
+        while at < len(words):
+            for phrase, meant in self.by_first.get(keys[at], ()):
+                if tuple(keys[at:at + len(phrase)]) == phrase:
+                    joined.append(meant)
+                    at += len(phrase)
+                    break
+            else:
+                joined.append(words[at])
+                at += 1
+        return joined
+
+
+def _possessive_key(word: str, people: frozenset[str]) -> str:
+    if word in POSSESSIVES or (word[-1:] == "s" and word[:-1] in people):
+        return _THEIR
     return word

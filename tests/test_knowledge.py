@@ -517,6 +517,20 @@ def test_a_vocabulary_problem_points_at_the_word(tmp_path: Path) -> None:
     ]
 
 
+def test_a_phrase_problem_points_at_the_phrase(tmp_path: Path) -> None:
+    text = "vocabulary:\n  phrases:\n    apoplexy:\n      - had a stroke\n      - stroke\n" \
+           "      - Had A Stroke\n    fit:\n      - had a stroke\n"
+    problems = problems_of(write_kb(tmp_path, vocabulary=text))
+    assert problems == [
+        "knowledge/vocabulary.yaml:5: vocabulary.phrases.apoplexy: 'stroke' is not a phrase of "
+        "two or more lower-case words",
+        "knowledge/vocabulary.yaml:6: vocabulary.phrases.apoplexy: 'Had A Stroke' is not a "
+        "phrase of two or more lower-case words",
+        "knowledge/vocabulary.yaml:8: vocabulary.phrases.fit: 'had a stroke' already means "
+        "'apoplexy'",
+    ]
+
+
 def test_an_urgent_phrasing_problem_points_at_its_topic(tmp_path: Path) -> None:
     text = "vocabulary:\n  urgent:\n    when-to-stop:\n      - chest pain\n" \
            "    nope: chest pain\n"

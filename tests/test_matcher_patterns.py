@@ -162,6 +162,30 @@ def test_a_warning_sign_puts_its_safety_topic_in_front_of_the_person(
         assert match.topic == caution or caution in offered(match)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my father had a stroke in the summer, can i rub his back",
+        "is it safe to give my wife a massage after her stroke",
+        "grandad has had a stroke, what should i be careful of",
+    ],
+)
+def test_a_stroke_that_is_an_illness_is_a_safety_question(
+    real: Matcher, safety_topics: set[str], text: str
+) -> None:
+    # "Stroke" is also a massage stroke; "had a stroke" is the illness, never a technique.
+    match = real.match(text)
+    assert match.decision in ("answer", "clarify")
+    assert "contraindications" in offered(match)
+    if match.decision == "answer":
+        assert match.topic in safety_topics or match.caution in safety_topics
+
+
+def test_a_massage_stroke_is_still_a_massage_stroke(real: Matcher) -> None:
+    assert real.match("what stroke do i end with").topic == "finishing"
+    assert real.match("do i stroke towards the heart or away").topic == "stroke-direction"
+
+
 def test_hurt_said_of_the_givers_own_hands_still_gets_its_answer(real: Matcher) -> None:
     # A warning sign offers its topic; it does not turn a clear answer into a question.
     match = real.match("my thumbs hurt after ten minutes of kneading, how do i save them")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.wording import base_forms, raw_words, sentences, strip_markup
+from bot.wording import Phrases, base_forms, raw_words, sentences, strip_markup
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,20 @@ def test_derived_forms_offer_the_base_word(word: str, base: str) -> None:
 
 def test_short_words_offer_no_base_forms() -> None:
     assert base_forms("shy") == []  # "sh" is too short to be a word of its own
+
+
+def test_a_phrase_is_read_as_the_word_it_means() -> None:
+    phrases = Phrases.of(
+        {("had", "a", "stroke"): "apoplexy", ("their", "stroke"): "apoplexy",
+         ("a", "stroke"): "other"},
+        people=frozenset({"dad", "wife"}),
+    )
+    # The longest phrase wins, and his, her and a person's possessive are "their".
+    assert phrases.join(raw_words("he had a stroke in june")) == ["he", "apoplexy", "in", "june"]
+    assert phrases.join(raw_words("since dad's stroke")) == ["since", "apoplexy"]
+    assert phrases.join(raw_words("after her stroke, is it ok")) == ["after", "apoplexy", "is",
+                                                                     "it", "ok"]
+    # Not a person's possessive, and the plural of the massage sense: left alone.
+    assert phrases.join(raw_words("long strokes, lighter strokes")) == [
+        "long", "strokes", "lighter", "strokes"]
+    assert phrases.join(raw_words("the stroke")) == ["the", "stroke"]
