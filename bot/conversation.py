@@ -481,9 +481,12 @@ class Conversation:
             if not others and held.text:
                 # Looser than the match: the topics ranked next, as good as a did-you-mean.
                 floor = self.matcher.params.clarify_min
-                others = [(c.topic, c.score) for c in self.matcher.search(held.text, limit=4)
-                          if c.topic != topic_id and c.score >= floor]
-            others = others[:3]
+                others = [
+                    (c.topic, c.score)
+                    for c in self.matcher.search(held.text, limit=MAX_CANDIDATES)
+                    if c.topic != topic_id and c.score >= floor
+                ]
+            others = others[: MAX_CANDIDATES - 1]  # with the answer, a did-you-mean's worth
             answered = next((c for c in held.candidates if c[0] == topic_id), (topic_id, 0.0))
             miss = self.misses.unhelpful(held.text, (answered, *others))
         if not others:
