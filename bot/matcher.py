@@ -7,8 +7,9 @@ asking back.
 
 How a message is scored (every index is built once, in the constructor):
 
-1. Words: markup stripped, folded, stop words and the knowledge base's `ignore` words dropped,
-   its `synonyms` applied, lightly stemmed (`bot/wording.py`). A word the knowledge base never
+1. Words: markup stripped, folded, the knowledge base's `phrases` read as the one word each
+   means ("had a stroke": the illness), stop words and its `ignore` words dropped, its
+   `synonyms` applied, lightly stemmed (`bot/wording.py`). A word the knowledge base never
    uses is corrected against its titles, aliases, questions and examples (edit distance). A
    word only people's examples use, rarely, that is a typo of a word the author uses
    ("sholders") counts as both words, in the examples and in messages.
