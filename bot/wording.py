@@ -259,6 +259,7 @@ class Phrases:
 
     by_first: Mapping[str, tuple[tuple[tuple[str, ...], str], ...]]  # longest first
     people: frozenset[str]  # words whose possessive is "their" ("dad": "dads stroke")
+    starts: frozenset[str]  # every word that can open a phrase, possessives included
 
     @classmethod
     def of(cls, phrases: Mapping[tuple[str, ...], str], people: frozenset[str]) -> Phrases:
@@ -266,19 +267,21 @@ class Phrases:
         for words, meant in phrases.items():
             keys = tuple(_possessive_key(word, people) for word in words)
             by_first.setdefault(keys[0], []).append((keys, meant))
+        starts = set(by_first)
+        if _THEIR in starts:
+            starts |= POSSESSIVES | {person + "s" for person in people}
         return cls(
             {first: tuple(sorted(found, key=lambda item: -len(item[0])))
              for first, found in by_first.items()},
             people,
+            frozenset(starts),
         )
 
     def join(self, words: list[str]) -> list[str]:
         """`words` with each phrase in them replaced by the word it means."""
-        if not self.by_first:
-            return words
+        if self.starts.isdisjoint(words):
+            return words  # the common case: no word can open a phrase
         keys = [_possessive_key(word, self.people) for word in words]
-        if not any(key in self.by_first for key in keys):
-            return words  # the common case
         joined: list[str] = []
         at = 0
         while at < len(words):
