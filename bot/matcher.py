@@ -83,7 +83,7 @@ MAX_WORD_LENGTH = 30
 # four and 95.5% with five; in 10-fold cross-validation, 91% with four and 92% with five. The
 # floor under the best score (`clarify_spread`) keeps out the implausible ones.
 MAX_CANDIDATES = 5
-# Scoring finds the best this many topics exactly; a fourth choice is as pruning leaves it
+# Scoring finds the best this many topics exactly; a fourth or fifth choice is as pruning leaves it
 # (keeping four sure made each question slower, for no better choice on the blind sets).
 SURE_TOPICS = 3
 # An example's word that no authored text uses, used at most this often, may be a typo (of
